@@ -1,0 +1,1 @@
+"""Small subcommands that are not a long-running role (validate, status, simulate front ends)."""
