@@ -1,0 +1,207 @@
+"""The control loop's one step: readings and the previous decision in, every GPU's next power limit out.
+
+Per budget (ARCHITECTURE.md, "The control loop"):
+1. Facility draw = (GPU readings, stale GPUs at their limit, + node base) x PUE.
+2. A feedback cut latches when draw crosses `lowerAboveFraction` (by the excess over the target) and is released
+   gradually once draw is back under the target, fast below `raiseBelowFraction`: a Schmitt trigger, so the loop
+   neither oscillates nor rides the cap.
+3. Allocation (`allocate`) of the GPU allowance; a GPU in several budgets gets the minimum, and a second pass lets
+   each budget re-share what other budgets' tighter limits left unused.
+4. Lower at once, raise by at most the ramp; while a GPU of a more protected tier is limited, GPUs of less
+   protected tiers in that budget are held at their floors.
+Monitor and Recommend budgets are computed the same way but only Enforce budgets contribute to `limits`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+from wattwise.crd.common import LatencyTier
+from wattwise.crd.powerbudget import BudgetMode
+from wattwise.policy.allocate import allocate
+from wattwise.policy.demand import estimate_demand
+from wattwise.policy.tuning import DEFAULT_TUNING, Tuning
+from wattwise.policy.types import BudgetReport, BudgetState, Decision, GpuState
+
+_EPS = 0.5  # watts: differences below this are not "limited"
+
+
+def _members(budget: BudgetState, gpus: Mapping[str, GpuState]) -> list[GpuState]:
+    return [gpus[u] for u in budget.gpu_uuids if u in gpus]
+
+
+def _next_cut(budget: BudgetState, facility_w: float, previous: float, live: int, dt_s: float, t: Tuning) -> float:
+    cap = budget.cap_w
+    release = budget.ramp_w_per_s * max(live, 1) * dt_s
+    if facility_w > budget.lower_above_fraction * cap:
+        cut = previous + (facility_w - budget.target_utilization * cap) / budget.pue
+    elif facility_w < budget.raise_below_fraction * cap:
+        cut = previous - release
+    elif facility_w < budget.target_utilization * cap:
+        cut = previous - release * t.slow_release_fraction
+    else:
+        cut = previous
+    return min(max(0.0, cut), max(0.0, budget.gpu_allowance_w()))
+
+
+def _targets(
+    budgets: Sequence[BudgetState],
+    members: Mapping[str, list[GpuState]],
+    demand: Mapping[str, float],
+    cuts: Mapping[str, float],
+) -> tuple[dict[str, float], dict[str, bool], dict[str, float]]:
+    """Per-GPU target limit (min over budgets, two passes), feasibility and floor sum per budget."""
+    combined: dict[str, float] = {}
+    feasible: dict[str, bool] = {}
+    floors: dict[str, float] = {}
+    for _pass in range(2):
+        ceilings = dict(combined)
+        combined = {}
+        for b in budgets:
+            alloc = allocate(
+                members[b.name], demand, b.gpu_allowance_w(cuts[b.name]),
+                emergency=b.emergency_policy, ceilings=ceilings,
+            )
+            # Feasibility is judged without the feedback cut: only a cap the floors truly exceed is infeasible.
+            nominal = b.gpu_allowance_w() - sum(g.counted_w for g in members[b.name] if not g.fresh)
+            feasible[b.name] = alloc.floors_w <= nominal + 1e-6
+            floors[b.name] = alloc.floors_w
+            for uuid, watts in alloc.limits.items():
+                combined[uuid] = min(combined.get(uuid, math.inf), watts)
+    return combined, feasible, floors
+
+
+def _ramped(
+    targets: Mapping[str, float],
+    start: Mapping[str, float],
+    ramp: Mapping[str, float],
+    dt_s: float,
+) -> dict[str, float]:
+    """Lower at once; raise by at most the GPU's ramp (the slowest of its budgets)."""
+    out = {}
+    for uuid, target in targets.items():
+        base = start[uuid]
+        out[uuid] = target if target <= base else min(target, base + ramp[uuid] * dt_s)
+    return out
+
+
+def _protect(limits: dict[str, float], budgets: Iterable[BudgetState], members: Mapping[str, list[GpuState]]) -> None:
+    """Hold less protected tiers at their floors while a more protected GPU in the same budget is limited."""
+    for b in budgets:
+        live = [g for g in members[b.name] if g.uuid in limits]
+        limited_ranks = [g.tier.rank for g in live if limits[g.uuid] < g.ceiling - _EPS]
+        if not limited_ranks:
+            continue
+        top = min(limited_ranks)
+        for g in live:
+            if g.tier.rank > top:
+                limits[g.uuid] = min(limits[g.uuid], g.floor)
+
+
+def _start_points(gpus: Mapping[str, GpuState], previous: Mapping[str, float], prefer_enforced: bool) -> dict[str, float]:
+    """Where a GPU's limit stands now: what it enforces (actuation) or what was last recommended."""
+    out = {}
+    for uuid, g in gpus.items():
+        enforced = g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w
+        out[uuid] = enforced if prefer_enforced else previous.get(uuid, enforced)
+    return out
+
+
+def _report(
+    b: BudgetState,
+    members: list[GpuState],
+    limits: Mapping[str, float],
+    allowance_w: float,
+    floors_w: float,
+    feasible: bool,
+) -> BudgetReport:
+    gpu_w = sum(g.counted_w for g in members)
+    facility_w = b.facility_w(gpu_w)
+    tier_power = dict.fromkeys(LatencyTier, 0.0)
+    limited = critical_limited = 0
+    for g in members:
+        tier_power[g.tier] += g.counted_w
+        limit = limits.get(g.uuid, g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w)
+        if limit < g.limits.default_w - _EPS:
+            limited += 1
+        if g.tier is LatencyTier.CRITICAL and limit < g.ceiling - _EPS:
+            critical_limited += 1
+    return BudgetReport(
+        name=b.name,
+        mode=b.mode,
+        cap_w=b.cap_w,
+        facility_draw_w=facility_w,
+        gpu_draw_w=gpu_w,
+        non_gpu_w=facility_w - gpu_w,
+        headroom_w=b.cap_w - facility_w,
+        allowance_w=allowance_w,
+        floors_w=floors_w,
+        feasible=feasible,
+        over_cap=facility_w > b.cap_w,
+        over_target=facility_w > b.lower_above_fraction * b.cap_w,
+        gpus=len(members),
+        stale_gpus=sum(1 for g in members if not g.fresh),
+        gpus_limited=limited,
+        critical_limited=critical_limited,
+        tier_power_w=tier_power,
+    )
+
+
+def decide(
+    budgets: Sequence[BudgetState],
+    gpus: Mapping[str, GpuState],
+    previous: Decision | None = None,
+    dt_s: float = 1.0,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> Decision:
+    """One tick of the control loop for every budget at once. Pure and deterministic."""
+    prev_demand = previous.demand_w if previous else {}
+    prev_cut = previous.cut_w if previous else {}
+    members = {b.name: _members(b, gpus) for b in budgets}
+    in_any = {g.uuid: g for ms in members.values() for g in ms}
+
+    demand = {
+        u: estimate_demand(g, prev_demand.get(u), dt_s, tuning) for u, g in in_any.items() if g.fresh
+    }
+    cuts: dict[str, float] = {}
+    for b in budgets:
+        ms = members[b.name]
+        facility_w = b.facility_w(sum(g.counted_w for g in ms))
+        live = sum(1 for g in ms if g.fresh)
+        cuts[b.name] = _next_cut(b, facility_w, prev_cut.get(b.name, 0.0), live, dt_s, tuning)
+
+    ramp: dict[str, float] = {}
+    for b in budgets:
+        for g in members[b.name]:
+            ramp[g.uuid] = min(ramp.get(g.uuid, math.inf), b.ramp_w_per_s)
+
+    enforce = [b for b in budgets if b.mode is BudgetMode.ENFORCE]
+    enforce_targets, enforce_feasible, enforce_floors = _targets(enforce, members, demand, cuts)
+    all_targets, all_feasible, all_floors = _targets(budgets, members, demand, cuts)
+
+    limits = _ramped(enforce_targets, _start_points(in_any, {}, prefer_enforced=True), ramp, dt_s)
+    _protect(limits, enforce, members)
+    previous_recommended = previous.recommended if previous else {}
+    recommended = _ramped(all_targets, _start_points(in_any, previous_recommended, prefer_enforced=False), ramp, dt_s)
+    _protect(recommended, budgets, members)
+
+    # A stale GPU cannot be steered: keep whatever was last decided for it so it gets that when it returns.
+    previous_limits = previous.limits if previous else {}
+    for b in enforce:
+        for g in members[b.name]:
+            if not g.fresh and g.uuid in previous_limits:
+                limits[g.uuid] = previous_limits[g.uuid]
+
+    reports = {}
+    for b in budgets:
+        enforced = b.mode is BudgetMode.ENFORCE
+        reports[b.name] = _report(
+            b,
+            members[b.name],
+            limits if enforced else recommended,
+            b.gpu_allowance_w(cuts[b.name]),
+            (enforce_floors if enforced else all_floors)[b.name],
+            (enforce_feasible if enforced else all_feasible)[b.name],
+        )
+    return Decision(limits=limits, recommended=recommended, budgets=reports, demand_w=demand, cut_w=cuts)

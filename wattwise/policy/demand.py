@@ -1,0 +1,31 @@
+"""Per-GPU demand: how many watts a GPU would use next second if nobody limited it, from its readings."""
+
+from __future__ import annotations
+
+from wattwise.policy.tuning import Tuning
+from wattwise.policy.types import GpuState
+
+
+def is_capped(gpu: GpuState, tuning: Tuning) -> bool:
+    """Drawing within a small margin of its enforced limit: the limit, not the load, sets its power."""
+    if gpu.power_w is None:
+        return False
+    limit = gpu.enforced_limit_w if gpu.enforced_limit_w is not None else gpu.limits.max_w
+    if limit >= gpu.ceiling:  # at its ceiling nothing more can be given; the reading is its demand
+        return False
+    near = max(tuning.capped_within_w, tuning.capped_within_fraction * limit)
+    return gpu.power_w >= limit - near
+
+
+def estimate_demand(gpu: GpuState, previous_w: float | None, dt_s: float, tuning: Tuning) -> float:
+    """Demand in watts within [floor, ceiling]; only meaningful for GPUs with a fresh reading."""
+    assert gpu.power_w is not None
+    if is_capped(gpu, tuning):
+        raw = gpu.ceiling
+    else:
+        raw = gpu.power_w * (1.0 + tuning.margin_fraction) + tuning.margin_w
+    if gpu.expected_w is not None and gpu.tier.rank == 0:
+        raw = max(raw, gpu.expected_w)
+    if previous_w is not None:
+        raw = max(raw, previous_w - tuning.decay_for(gpu.tier) * dt_s)
+    return min(gpu.ceiling, max(gpu.floor, raw))

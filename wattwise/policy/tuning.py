@@ -1,0 +1,36 @@
+"""Constants of the control loop that are not per-budget settings, gathered so they are named and documented."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from wattwise.crd.common import LatencyTier
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tuning:
+    """How demand is estimated from readings, and how the feedback cut is released.
+
+    A GPU drawing near its limit is *capped*: its true demand is unknown, so it asks for its ceiling and the
+    water-fill gives capped GPUs of a tier equal shares. An uncapped GPU asks for its draw plus a margin. Estimates
+    hold their peak and decay slowly, faster for tolerant work, slowest for critical work (bursty chat must not
+    find its reservation gone a second after a lull).
+    """
+
+    capped_within_w: float = 10.0
+    capped_within_fraction: float = 0.04
+    margin_fraction: float = 0.10
+    margin_w: float = 20.0
+    decay_w_per_s: tuple[tuple[LatencyTier, float], ...] = (
+        (LatencyTier.CRITICAL, 8.0),
+        (LatencyTier.STANDARD, 25.0),
+        (LatencyTier.TOLERANT, 50.0),
+    )
+    #: Share of the full release rate used while draw sits between raiseBelow and the target.
+    slow_release_fraction: float = 0.25
+
+    def decay_for(self, tier: LatencyTier) -> float:
+        return dict(self.decay_w_per_s)[tier]
+
+
+DEFAULT_TUNING = Tuning()
