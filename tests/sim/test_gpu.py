@@ -1,0 +1,231 @@
+"""The simulated GPU behaves like NVML reports a real one: lag, clipping, thermals, constraints, energy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wattwise.sim import calibration
+from wattwise.sim.gpu import (
+    A40,
+    A100_SXM,
+    CLOCK_EVENT_APPLICATIONS_CLOCKS,
+    CLOCK_EVENT_GPU_IDLE,
+    CLOCK_EVENT_SW_POWER_CAP,
+    CLOCK_EVENT_SW_THERMAL_SLOWDOWN,
+    GPU_SPECS,
+    H100_SXM,
+    GpuBank,
+    GpuSpec,
+    SimulatedGpu,
+)
+
+
+def run(gpu: SimulatedGpu, seconds: float, dt: float = 0.1) -> None:
+    for _ in range(round(seconds / dt)):
+        gpu.step(dt)
+
+
+def test_specs_are_registered_by_short_name() -> None:
+    assert GPU_SPECS == {"h100": H100_SXM, "a100": A100_SXM, "a40": A40}
+    assert H100_SXM.idle_w == 75.0 and H100_SXM.prefill_w == 700.0 and H100_SXM.decode_w == 380.0
+
+
+def test_idle_gpu_draws_idle_power_and_reports_idle() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    run(gpu, 2.0)
+    assert gpu.power_w == pytest.approx(75.0)
+    assert gpu.clock_event_reasons & CLOCK_EVENT_GPU_IDLE
+    assert gpu.utilization_gpu == 0
+    assert gpu.sm_clock_mhz == H100_SXM.idle_sm_clock_mhz
+
+
+def test_power_follows_load_with_a_short_lag() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    gpu.set_load(1.0, compute_fraction=1.0)
+    gpu.step(0.1)
+    first = gpu.power_w
+    assert 75.0 < first < 700.0 * 0.6  # not there yet after 100 ms
+    # After one lag constant the gap to the target has shrunk by 1/e.
+    gpu2 = SimulatedGpu(H100_SXM, 1)
+    gpu2.set_load(1.0, compute_fraction=1.0)
+    gpu2.step(H100_SXM.power_lag_s)
+    assert gpu2.power_w == pytest.approx(700 - (700 - 75) / math.e, rel=1e-6)
+    run(gpu, 2.0)
+    assert gpu.power_w == pytest.approx(700.0, rel=1e-3)
+
+
+def test_decode_draws_less_than_prefill() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    gpu.set_load(1.0, compute_fraction=0.0)
+    run(gpu, 3.0)
+    assert gpu.power_w == pytest.approx(380.0, rel=1e-3)
+    gpu.set_load(0.5, compute_fraction=1.0)
+    run(gpu, 3.0)
+    assert gpu.power_w == pytest.approx(75 + 0.5 * (700 - 75), rel=1e-3)
+
+
+def test_limit_clips_power_at_once_and_costs_compute_bound_throughput() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    gpu.set_load(1.0, compute_fraction=1.0)
+    run(gpu, 3.0)
+    gpu.set_power_limit(350.0)
+    gpu.step(0.1)
+    assert gpu.power_w == 350.0
+    assert gpu.power_limit_w == 350.0
+    assert gpu.clock_event_reasons & CLOCK_EVENT_SW_POWER_CAP
+    assert gpu.throughput_factor == pytest.approx(calibration.compute_bound_curve().at(0.5), rel=1e-3)
+    assert gpu.sm_clock_mhz < H100_SXM.max_sm_clock_mhz
+
+
+def test_memory_bound_work_loses_much_less_under_the_same_limit() -> None:
+    prefill, decode = SimulatedGpu(H100_SXM, 0), SimulatedGpu(H100_SXM, 1)
+    prefill.set_load(1.0, 1.0)
+    decode.set_load(1.0, 0.0)
+    for gpu in (prefill, decode):
+        run(gpu, 3.0)
+        gpu.set_power_limit(0.7 * 700)  # Splitwise's "H100 at 70% power"
+        gpu.step(0.1)
+    assert decode.throughput_factor == 1.0  # decode draws 380 W: the limit does not bind
+    assert prefill.throughput_factor < 0.99
+    decode.set_power_limit(200.0)  # now it binds for decode too
+    decode.step(0.1)
+    compute_loss = 1 - calibration.compute_bound_curve().at(200 / 380)
+    assert 0 < 1 - decode.throughput_factor < compute_loss
+
+
+def test_unlimited_gpu_keeps_full_throughput() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    gpu.set_load(0.8, 0.7)
+    run(gpu, 2.0)
+    assert gpu.throughput_factor == 1.0
+    assert not gpu.clock_event_reasons & CLOCK_EVENT_SW_POWER_CAP
+
+
+@pytest.mark.parametrize("watts", [199.9, 700.1, 0.0, -5.0])
+def test_limit_outside_nvml_range_raises(watts: float) -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    with pytest.raises(ValueError, match="outside"):
+        gpu.set_power_limit(watts)
+    assert gpu.power_limit_w == H100_SXM.default_limit_w
+
+
+def test_limit_bounds_are_inclusive() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    gpu.set_power_limit(200.0)
+    gpu.set_power_limit(700.0)
+    assert gpu.power_limit_w == 700.0
+
+
+def test_thermal_model_approaches_steady_state_first_order() -> None:
+    spec = H100_SXM
+    gpu = SimulatedGpu(spec, 0, ambient_c=25.0)
+    gpu.set_load(1.0, 1.0)
+    run(gpu, 2.0)  # power settled at 700 W; temperature barely moved
+    start = gpu.temperature_c
+    steady = 25.0 + spec.thermal_resistance_c_per_w * 700.0
+    run(gpu, spec.thermal_tau_s)
+    # One time constant closes ~63% of the gap (minus the short power ramp at the start).
+    closed = (gpu.temperature_c - start) / (steady - start)
+    assert 0.60 < closed < 0.64
+    run(gpu, 8 * spec.thermal_tau_s)
+    assert gpu.temperature_c == pytest.approx(steady, abs=0.05)
+    assert gpu.memory_temperature_c > gpu.temperature_c
+    gpu.set_load(0.0)
+    run(gpu, 8 * spec.thermal_tau_s)
+    assert gpu.temperature_c == pytest.approx(25.0 + spec.thermal_resistance_c_per_w * 75.0, abs=0.05)
+
+
+def test_hot_room_triggers_thermal_slowdown() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0, ambient_c=45.0)
+    gpu.set_load(1.0, 1.0)
+    run(gpu, 300.0, dt=1.0)
+    assert gpu.clock_event_reasons & CLOCK_EVENT_SW_THERMAL_SLOWDOWN
+    assert gpu.throughput_factor < 1.0
+
+
+def test_energy_is_monotonic_and_integrates_power() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    last = gpu.energy_j
+    for i in range(200):
+        gpu.set_load((i % 7) / 6, (i % 3) / 2)
+        if i == 100:
+            gpu.set_power_limit(300.0)
+        gpu.step(0.1)
+        assert gpu.energy_j > last
+        last = gpu.energy_j
+    idle = SimulatedGpu(H100_SXM, 1)
+    run(idle, 10.0)
+    assert idle.energy_j == pytest.approx(750.0)
+
+
+def test_locked_clocks_save_power_and_spare_memory_bound_work() -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    gpu.set_load(1.0, 0.0)
+    run(gpu, 3.0)
+    unlocked = gpu.power_w
+    gpu.set_locked_clocks(210, 1400)
+    run(gpu, 3.0)
+    assert gpu.power_w < unlocked
+    assert gpu.throughput_factor == 1.0  # 1400/1980 = 71% of the clock: still enough for decode
+    assert gpu.clock_event_reasons & CLOCK_EVENT_APPLICATIONS_CLOCKS
+    assert gpu.sm_clock_mhz <= 1400
+    gpu.reset_locked_clocks()
+    run(gpu, 3.0)
+    assert gpu.power_w == pytest.approx(unlocked, rel=1e-3)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(100, 1400), (1500, 1400), (210, 2500)])
+def test_locked_clocks_outside_range_raise(lo: int, hi: int) -> None:
+    gpu = SimulatedGpu(H100_SXM, 0)
+    with pytest.raises(ValueError):
+        gpu.set_locked_clocks(lo, hi)
+
+
+def test_uuid_is_nvml_shaped_and_deterministic() -> None:
+    a, b, c = SimulatedGpu(H100_SXM, 3, seed=7), SimulatedGpu(H100_SXM, 3, seed=7), SimulatedGpu(H100_SXM, 4)
+    assert a.uuid == b.uuid != c.uuid
+    assert a.uuid.startswith("GPU-") and len(a.uuid) == 40
+    assert SimulatedGpu(H100_SXM, 0, uuid="GPU-given").uuid == "GPU-given"
+
+
+def test_set_load_rejects_out_of_range() -> None:
+    with pytest.raises(ValueError):
+        SimulatedGpu(H100_SXM, 0).set_load(1.5)
+
+
+def test_spec_validates_its_constraints() -> None:
+    with pytest.raises(ValueError):
+        GpuSpec(
+            "bad", min_limit_w=300, max_limit_w=200, default_limit_w=250, idle_w=50, prefill_w=200,
+            decode_w=100,
+        )
+
+
+def test_bank_matches_single_gpus_step_for_step() -> None:
+    loads = [(0.0, 0.5), (1.0, 1.0), (0.6, 0.2), (1.0, 0.0)]
+    limits = [700.0, 400.0, 250.0, 300.0]
+    bank = GpuBank(H100_SXM, len(loads))
+    singles = [SimulatedGpu(H100_SXM, i) for i in range(len(loads))]
+    bank.set_load(np.array([u for u, _ in loads]), np.array([c for _, c in loads]))
+    bank.set_power_limits(np.array(limits))
+    for gpu, (u, c), lim in zip(singles, loads, limits, strict=True):
+        gpu.set_load(u, c)
+        gpu.set_power_limit(lim)
+    for _ in range(50):
+        bank.step(0.1)
+        for gpu in singles:
+            gpu.step(0.1)
+    for i, gpu in enumerate(singles):
+        assert bank.power_w[i] == pytest.approx(gpu.power_w)
+        assert bank.throughput_factor[i] == pytest.approx(gpu.throughput_factor)
+        assert bank.temperature_c[i] == pytest.approx(gpu.temperature_c)
+
+
+def test_bank_rejects_out_of_range_limits_without_applying_any() -> None:
+    bank = GpuBank(H100_SXM, 3)
+    with pytest.raises(ValueError, match="outside"):
+        bank.set_power_limits(np.array([300.0, 100.0, 300.0]))
+    assert list(bank.power_limit_w) == [700.0, 700.0, 700.0]

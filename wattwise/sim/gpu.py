@@ -1,0 +1,322 @@
+"""Simulated GPUs that behave like NVML reports real ones: power, limit, energy, temperature, clocks.
+
+`GpuBank` holds the physics of many GPUs of one model as numpy arrays, so the fleet simulator steps a whole
+site at once; `SimulatedGpu` is the one-GPU view of the same physics that the node agent's `sim` backend
+drives, so a single GPU and a fleet behave the same by construction.
+
+The model, per GPU and per step:
+- Demand: the power the GPU would draw unlimited = idle + utilization x (the compute-bound (prefill) and
+  memory-bound (decode) dynamic power, mixed by `compute_fraction`), lowered by locked clocks and thermal
+  slowdown. Drawn power follows demand with a first-order lag (`power_lag_s`).
+- The power limit clips drawn power at once (NVML's power capping reacts within milliseconds, far faster
+  than a simulation step); `throughput_factor` is then what the work keeps at limit / demand, from the
+  curves fitted on the Zeus sweep (`calibration.py`): compute-bound work loses along the measured curve,
+  memory-bound work much less.
+- Temperature: first-order thermal model, T -> ambient + R x P with time constant `thermal_tau_s`.
+- NVML constraints: a limit outside [min, max] raises ValueError, as nvmlDeviceSetPowerManagementLimit fails.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid as uuid_lib
+from dataclasses import dataclass
+
+import numpy as np
+
+from wattwise.sim import calibration
+from wattwise.sim.calibration import FloatArray
+
+# NVML clock event (throttle) reason bits (nvml.h, nvmlClocksEventReason*).
+CLOCK_EVENT_GPU_IDLE = 0x1
+CLOCK_EVENT_APPLICATIONS_CLOCKS = 0x2
+CLOCK_EVENT_SW_POWER_CAP = 0x4
+CLOCK_EVENT_HW_SLOWDOWN = 0x8
+CLOCK_EVENT_SW_THERMAL_SLOWDOWN = 0x20
+
+#: Memory-bound work keeps full speed until the SM clock falls below this share of its maximum.
+_MEMORY_BOUND_CLOCK_NEED = 0.6
+#: Throughput and dynamic power kept while the GPU throttles for heat.
+_THERMAL_SLOWDOWN_FACTOR = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSpec:
+    """A GPU model's physics and NVML constraints."""
+
+    name: str  # as NVML reports it
+    min_limit_w: float
+    max_limit_w: float
+    default_limit_w: float
+    idle_w: float
+    prefill_w: float  # unlimited draw, fully busy with compute-bound work
+    decode_w: float  # unlimited draw, fully busy with memory-bound work
+    power_lag_s: float = 0.2
+    thermal_resistance_c_per_w: float = 0.065
+    memory_thermal_resistance_c_per_w: float = 0.075
+    thermal_tau_s: float = 40.0
+    sw_slowdown_c: float = 87.0
+    hw_slowdown_c: float = 92.0
+    max_sm_clock_mhz: int = 1980
+    min_sm_clock_mhz: int = 210
+    idle_sm_clock_mhz: int = 345
+    mem_clock_mhz: int = 2619
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_limit_w <= self.default_limit_w <= self.max_limit_w:
+            raise ValueError(f"{self.name}: need 0 < min <= default <= max limit")
+        if not 0 <= self.idle_w <= min(self.prefill_w, self.decode_w) <= self.max_limit_w:
+            raise ValueError(f"{self.name}: need idle <= prefill/decode draw <= max limit")
+
+
+# Idle, prefill and decode draw: Splitwise's power model (H100-80GB, A100-80GB); limits: NVML's ranges.
+H100_SXM = GpuSpec(
+    name="NVIDIA H100 80GB HBM3",
+    min_limit_w=200.0,
+    max_limit_w=700.0,
+    default_limit_w=700.0,
+    idle_w=75.0,
+    prefill_w=700.0,
+    decode_w=380.0,
+)
+A100_SXM = GpuSpec(
+    name="NVIDIA A100-SXM4-80GB",
+    min_limit_w=100.0,
+    max_limit_w=400.0,
+    default_limit_w=400.0,
+    idle_w=63.0,
+    prefill_w=400.0,
+    decode_w=250.0,
+    thermal_resistance_c_per_w=0.11,
+    memory_thermal_resistance_c_per_w=0.12,
+    max_sm_clock_mhz=1410,
+    mem_clock_mhz=1593,
+)
+# A40: the Zeus sweep's GPU (100-300 W); decode share scaled like the H100's (380/700).
+A40 = GpuSpec(
+    name="NVIDIA A40",
+    min_limit_w=100.0,
+    max_limit_w=300.0,
+    default_limit_w=300.0,
+    idle_w=30.0,
+    prefill_w=300.0,
+    decode_w=165.0,
+    thermal_resistance_c_per_w=0.15,
+    memory_thermal_resistance_c_per_w=0.16,
+    sw_slowdown_c=88.0,
+    hw_slowdown_c=93.0,
+    max_sm_clock_mhz=1740,
+    mem_clock_mhz=7251,
+)
+GPU_SPECS: dict[str, GpuSpec] = {"h100": H100_SXM, "a100": A100_SXM, "a40": A40}
+
+
+def gpu_uuid(seed: int, index: int) -> str:
+    """A UUID in NVML's format, the same for the same (seed, index)."""
+    bits = random.Random(f"wattwise-sim:{seed}:{index}").getrandbits(128)
+    return f"GPU-{uuid_lib.UUID(int=bits, version=4)}"
+
+
+class GpuBank:
+    """The physics of `count` GPUs of one model, stepped together; index i is one GPU."""
+
+    def __init__(self, spec: GpuSpec, count: int, *, ambient_c: float = 25.0) -> None:
+        if count < 1:
+            raise ValueError("a GPU bank needs at least one GPU")
+        self.spec = spec
+        self.count = count
+        self.ambient_c = ambient_c
+        n = count
+        self.utilization: FloatArray = np.zeros(n)
+        self.compute_fraction: FloatArray = np.full(n, 0.5)
+        self.power_limit_w: FloatArray = np.full(n, spec.default_limit_w)
+        self.clock_lock_ratio: FloatArray = np.ones(n)  # locked max SM clock / max SM clock
+        self.clocks_locked = np.zeros(n, dtype=bool)
+        self.demand_w: FloatArray = np.full(n, spec.idle_w)  # lagged unlimited draw
+        self.power_w: FloatArray = np.full(n, spec.idle_w)
+        self.energy_j: FloatArray = np.zeros(n)
+        self.temperature_c: FloatArray = np.full(n, ambient_c + spec.thermal_resistance_c_per_w * spec.idle_w)
+        self.memory_temperature_c: FloatArray = np.full(
+            n, ambient_c + spec.memory_thermal_resistance_c_per_w * spec.idle_w
+        )
+        self.throughput_factor: FloatArray = np.ones(n)
+        self.sm_clock_mhz: FloatArray = np.full(n, float(spec.idle_sm_clock_mhz))
+        self.clock_event_reasons = np.full(n, CLOCK_EVENT_GPU_IDLE, dtype=np.int64)
+        self._compute_curve = calibration.compute_bound_curve()
+        self._memory_curve = calibration.memory_bound_curve()
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+
+    def set_load(self, utilization: FloatArray, compute_fraction: FloatArray) -> None:
+        """Busy share (0..1) and compute-bound share of the work (0..1) of every GPU."""
+        self.utilization = np.clip(np.asarray(utilization, dtype=np.float64), 0.0, 1.0)
+        self.compute_fraction = np.clip(np.asarray(compute_fraction, dtype=np.float64), 0.0, 1.0)
+
+    def set_power_limit(self, index: int, watts: float) -> None:
+        """Enforce a limit on one GPU; ValueError outside the GPU's [min, max], like NVML."""
+        spec = self.spec
+        if not spec.min_limit_w <= watts <= spec.max_limit_w:
+            raise ValueError(
+                f"power limit {watts:.1f} W outside [{spec.min_limit_w:.0f}, {spec.max_limit_w:.0f}] W "
+                f"for {spec.name}"
+            )
+        self.power_limit_w[index] = watts
+
+    def set_power_limits(self, watts: FloatArray) -> None:
+        """Enforce every GPU's limit at once; ValueError (and nothing applied) if any is out of range."""
+        watts = np.asarray(watts, dtype=np.float64)
+        if watts.shape != (self.count,):
+            raise ValueError(f"expected {self.count} limits, got shape {watts.shape}")
+        bad = (watts < self.spec.min_limit_w) | (watts > self.spec.max_limit_w)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            self.set_power_limit(i, float(watts[i]))  # raises with the message
+        self.power_limit_w = watts.copy()
+
+    def set_locked_clocks(self, index: int, min_mhz: int, max_mhz: int) -> None:
+        spec = self.spec
+        if not spec.min_sm_clock_mhz <= min_mhz <= max_mhz <= spec.max_sm_clock_mhz:
+            raise ValueError(
+                f"locked clocks [{min_mhz}, {max_mhz}] MHz outside "
+                f"[{spec.min_sm_clock_mhz}, {spec.max_sm_clock_mhz}] MHz or min > max for {spec.name}"
+            )
+        self.clock_lock_ratio[index] = max_mhz / spec.max_sm_clock_mhz
+        self.clocks_locked[index] = True
+
+    def reset_locked_clocks(self, index: int) -> None:
+        self.clock_lock_ratio[index] = 1.0
+        self.clocks_locked[index] = False
+
+    # -- physics --------------------------------------------------------------------------------------------
+
+    def step(self, dt_s: float) -> None:
+        """Advance power lag, the limit's clipping, thermals, energy and the derived readings by dt_s."""
+        if dt_s <= 0:
+            raise ValueError("dt_s must be positive")
+        spec = self.spec
+        util, cf, lock = self.utilization, self.compute_fraction, self.clock_lock_ratio
+        hot = self.temperature_c >= spec.sw_slowdown_c
+        thermal = np.where(hot, _THERMAL_SLOWDOWN_FACTOR, 1.0)
+        # Dynamic power: compute-bound ~ f^2 at the locked clock; memory-bound mostly HBM, weakly clock-bound.
+        memory_clock_power = (1.0 - _MEMORY_BOUND_CLOCK_NEED) * lock + _MEMORY_BOUND_CLOCK_NEED
+        dynamic = util * (
+            cf * (spec.prefill_w - spec.idle_w) * lock**2
+            + (1.0 - cf) * (spec.decode_w - spec.idle_w) * memory_clock_power
+        )
+        target = spec.idle_w + dynamic * thermal
+        self.demand_w = target + (self.demand_w - target) * np.exp(-dt_s / spec.power_lag_s)
+        capped = self.demand_w > self.power_limit_w
+        self.power_w = np.minimum(self.demand_w, self.power_limit_w)
+        self.energy_j = self.energy_j + self.power_w * dt_s
+
+        relative = np.where(capped, self.power_limit_w / self.demand_w, 1.0)
+        compute_speed = self._compute_curve(relative) * lock
+        memory_speed = self._memory_curve(relative) * np.minimum(1.0, lock / _MEMORY_BOUND_CLOCK_NEED)
+        # Time-weighted mix: the compute share runs at compute_speed, the rest at memory_speed.
+        mixed = 1.0 / (cf / np.maximum(compute_speed, 1e-9) + (1.0 - cf) / np.maximum(memory_speed, 1e-9))
+        self.throughput_factor = np.clip(mixed * thermal, 0.0, 1.0)
+
+        decay = np.exp(-dt_s / spec.thermal_tau_s)
+        core_target = self.ambient_c + spec.thermal_resistance_c_per_w * self.power_w
+        mem_target = self.ambient_c + spec.memory_thermal_resistance_c_per_w * self.power_w
+        self.temperature_c = core_target + (self.temperature_c - core_target) * decay
+        self.memory_temperature_c = mem_target + (self.memory_temperature_c - mem_target) * decay
+
+        # Clocks: the capped share of dynamic power sets the SM clock (P ~ f^2 near the top of the V/f curve).
+        dyn_allowed = np.maximum(self.power_w - spec.idle_w, 0.0)
+        dyn_wanted = np.maximum(self.demand_w - spec.idle_w, 1e-9)
+        clock_ratio = np.sqrt(np.minimum(dyn_allowed / dyn_wanted, 1.0)) * lock * thermal
+        busy_clock = np.maximum(spec.max_sm_clock_mhz * clock_ratio, spec.min_sm_clock_mhz)
+        busy = util > 0.0
+        self.sm_clock_mhz = np.where(busy, busy_clock, float(spec.idle_sm_clock_mhz))
+
+        reasons = np.zeros(self.count, dtype=np.int64)
+        reasons |= np.where(busy, 0, CLOCK_EVENT_GPU_IDLE)
+        reasons |= np.where(busy & capped, CLOCK_EVENT_SW_POWER_CAP, 0)
+        reasons |= np.where(busy & self.clocks_locked, CLOCK_EVENT_APPLICATIONS_CLOCKS, 0)
+        reasons |= np.where(hot, CLOCK_EVENT_SW_THERMAL_SLOWDOWN, 0)
+        reasons |= np.where(self.temperature_c >= spec.hw_slowdown_c, CLOCK_EVENT_HW_SLOWDOWN, 0)
+        self.clock_event_reasons = reasons
+
+    @property
+    def utilization_memory(self) -> FloatArray:
+        """Share of time the memory is busy: decode keeps it busy, prefill much less."""
+        return self.utilization * (0.3 * self.compute_fraction + 0.85 * (1.0 - self.compute_fraction))
+
+
+class SimulatedGpu:
+    """One simulated GPU with NVML-like readings (the node agent's `sim` backend drives these)."""
+
+    def __init__(
+        self, spec: GpuSpec, index: int, uuid: str | None = None, *, ambient_c: float = 25.0, seed: int = 0
+    ) -> None:
+        self.spec = spec
+        self.index = index
+        self.uuid = uuid if uuid is not None else gpu_uuid(seed, index)
+        self._bank = GpuBank(spec, 1, ambient_c=ambient_c)
+
+    def set_load(self, utilization: float, compute_fraction: float = 0.5) -> None:
+        """Busy share 0..1 and compute-bound (prefill) share of that work 0..1; sets the unlimited draw."""
+        if not (0.0 <= utilization <= 1.0 and 0.0 <= compute_fraction <= 1.0):
+            raise ValueError("utilization and compute_fraction must be within [0, 1]")
+        self._bank.set_load(np.array([utilization]), np.array([compute_fraction]))
+
+    def set_power_limit(self, watts: float) -> None:
+        self._bank.set_power_limit(0, watts)
+
+    def set_locked_clocks(self, min_mhz: int, max_mhz: int) -> None:
+        self._bank.set_locked_clocks(0, min_mhz, max_mhz)
+
+    def reset_locked_clocks(self) -> None:
+        self._bank.reset_locked_clocks(0)
+
+    def step(self, dt_s: float) -> None:
+        self._bank.step(dt_s)
+
+    @property
+    def power_limit_w(self) -> float:
+        return float(self._bank.power_limit_w[0])
+
+    @property
+    def power_w(self) -> float:
+        return float(self._bank.power_w[0])
+
+    @property
+    def energy_j(self) -> float:
+        return float(self._bank.energy_j[0])
+
+    @property
+    def temperature_c(self) -> float:
+        return float(self._bank.temperature_c[0])
+
+    @property
+    def memory_temperature_c(self) -> float:
+        return float(self._bank.memory_temperature_c[0])
+
+    @property
+    def sm_clock_mhz(self) -> int:
+        return round(float(self._bank.sm_clock_mhz[0]))
+
+    @property
+    def mem_clock_mhz(self) -> int:
+        return self.spec.mem_clock_mhz
+
+    @property
+    def utilization_gpu(self) -> int:
+        return round(float(self._bank.utilization[0]) * 100)
+
+    @property
+    def utilization_memory(self) -> int:
+        return round(float(self._bank.utilization_memory[0]) * 100)
+
+    @property
+    def clock_event_reasons(self) -> int:
+        return int(self._bank.clock_event_reasons[0])
+
+    @property
+    def throughput_factor(self) -> float:
+        return float(self._bank.throughput_factor[0])
+
+    @property
+    def clocks_locked(self) -> bool:
+        return bool(self._bank.clocks_locked[0])
