@@ -16,6 +16,7 @@ import wattwise
 #: Modules that add a subcommand. Order is the order `--help` lists them in.
 ROLE_MODULES: tuple[str, ...] = (
     "wattwise.commands.validate",
+    "wattwise.scheduler_extender.cli",
 )
 
 
