@@ -1,0 +1,233 @@
+"""From the operator's reply (or the fail-safe) to NVML calls: which limit each GPU should have, and setting it.
+
+`desired_limit` is pure: given a GPU's reading, the agent's mode, the reply and the limits this agent owns, it
+returns the limit to hold (or None: leave the GPU alone). `Actuator` turns that into as few NVML writes as
+possible: a limit is written only when the target changes (or, at most every `retry_s`, when the GPU does not
+hold it: another tool changed it, or the last write failed), always clamped to the GPU's constraints, and read
+back; a read-back that differs is reported as a mismatch.
+
+Ownership: Wattwise only owns a GPU's limit while it enforces one. When enforcement ends (the budget goes to
+Monitor, the pod's GPU leaves every budget, or the agent exits) the limit goes back to the GPU's default, and
+clocks the agent locked are unlocked. A limit the agent never set is never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+from wattwise.node_agent.backend import GpuBackend, GpuReading
+from wattwise.node_agent.nvml import ActuationFailed, GpuLost
+from wattwise.telemetry.wire import (
+    Actuation,
+    ActuationResult,
+    AgentMode,
+    ClockRange,
+    FailSafePolicy,
+    GpuDirective,
+    GpuStatus,
+)
+
+log = logging.getLogger(__name__)
+
+#: Limits closer than this are the same limit (NVML works in mW; firmware may round to a few hundred mW).
+TOLERANCE_W = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """The limit a GPU should hold: `requested` as asked, `watts` after clamping to the GPU's constraints."""
+
+    requested: float
+    watts: float
+    restore: bool = False  #: going back to the default: the agent gives up ownership once it holds
+
+
+def clamp(watts: float, reading: GpuReading) -> float:
+    lo = reading.min_limit_w if reading.min_limit_w is not None else watts
+    hi = reading.max_limit_w if reading.max_limit_w is not None else watts
+    return min(max(watts, lo), hi)
+
+
+def desired_limit(
+    reading: GpuReading,
+    mode: AgentMode,
+    directive: GpuDirective | None,
+    fail_safe: FailSafePolicy | None,
+    owned_w: float | None,
+) -> Target | None:
+    """The limit this GPU should hold now, or None to leave it as it is. See the module docstring."""
+    default = reading.default_limit_w
+    restore = Target(default, clamp(default, reading), restore=True) if default is not None else None
+    if mode is AgentMode.STANDALONE:
+        return None
+    if mode is AgentMode.CONNECTED:
+        if directive is not None and directive.enforced:
+            requested = directive.power_limit_watts if directive.power_limit_watts is not None else default
+            if requested is None:
+                return None  # default unknown (not supported): nothing sensible to set
+            return Target(requested, clamp(requested, reading))
+        return restore if owned_w is not None else None
+    if mode is AgentMode.FAIL_SAFE and fail_safe is not None:
+        requested_fs = fail_safe.limit_watts.get(reading.uuid)
+        if requested_fs is None and fail_safe.limit_fraction is not None and default is not None:
+            requested_fs = fail_safe.limit_fraction * default
+        if requested_fs is not None:
+            return Target(requested_fs, clamp(requested_fs, reading))
+    # grace (or a fail-safe that says nothing for this GPU): keep what the agent holds
+    return Target(owned_w, clamp(owned_w, reading)) if owned_w is not None else None
+
+
+def desired_clocks(mode: AgentMode, directive: GpuDirective | None) -> tuple[bool, ClockRange | None]:
+    """(decide?, clocks): only a connected agent changes clocks; None clocks means unlocked."""
+    if mode is not AgentMode.CONNECTED:
+        return False, None
+    if directive is not None and directive.enforced:
+        return True, directive.locked_sm_clocks
+    return True, None
+
+
+@dataclasses.dataclass(slots=True)
+class _Written:
+    watts: float
+    at: float
+
+
+class Actuator:
+    """Applies targets through a backend with the fewest writes, and remembers what it owns."""
+
+    def __init__(self, backend: GpuBackend, retry_s: float = 30.0) -> None:
+        self.backend = backend
+        self.retry_s = retry_s
+        self.owned: dict[str, float] = {}  #: uuid -> limit this agent set and holds
+        self.locked: dict[str, ClockRange] = {}  #: uuid -> clocks this agent locked
+        self.last: dict[str, Actuation] = {}  #: uuid -> the last action and its outcome
+        self.counts: dict[tuple[str, ActuationResult], int] = {}
+        self._written: dict[str, _Written] = {}
+
+    def apply(
+        self,
+        readings: list[GpuReading],
+        mode: AgentMode,
+        directives: dict[str, GpuDirective],
+        fail_safe: FailSafePolicy | None,
+        now: float,
+    ) -> None:
+        for reading in readings:
+            if reading.status is not GpuStatus.OK:
+                continue
+            directive = directives.get(reading.uuid)
+            target = desired_limit(reading, mode, directive, fail_safe, self.owned.get(reading.uuid))
+            if target is not None:
+                self._limit(reading, target, now)
+            decide, clocks = desired_clocks(mode, directive)
+            if decide:
+                self._clocks(reading, clocks, now)
+
+    def restore_all(self, readings: list[GpuReading], now: float) -> None:
+        """On exit: owned limits back to default, locked clocks unlocked."""
+        for reading in readings:
+            if reading.status is not GpuStatus.OK:
+                continue
+            if reading.uuid in self.owned and reading.default_limit_w is not None:
+                default = reading.default_limit_w
+                self._limit(reading, Target(default, clamp(default, reading), restore=True), now, force=True)
+            if reading.uuid in self.locked:
+                self._clocks(reading, None, now)
+
+    # --- the writes ----------------------------------------------------------------------------------------------
+
+    def _limit(self, reading: GpuReading, target: Target, now: float, force: bool = False) -> None:
+        uuid = reading.uuid
+        enforced = reading.enforced_limit_w
+        holds = enforced is not None and abs(enforced - target.watts) < TOLERANCE_W
+        written = self._written.get(uuid)
+        same_target = written is not None and abs(written.watts - target.watts) < TOLERANCE_W
+        if holds:
+            if not same_target:
+                self._record(reading, ActuationResult.UNCHANGED, target, readback=enforced)
+            self._settle(uuid, target, now)
+            return
+        if same_target and written is not None and now - written.at < self.retry_s and not force:
+            return  # wrote this already; do not hammer NVML while the GPU disagrees
+        self._written[uuid] = _Written(target.watts, now)
+        try:
+            readback = self.backend.set_power_limit(reading.index, target.watts)
+        except (ActuationFailed, GpuLost) as exc:
+            result = exc.result if isinstance(exc, ActuationFailed) else ActuationResult.ERROR
+            self._record(reading, result, target, message=str(exc))
+            log.warning("GPU %d (%s): setting %.0f W failed: %s", reading.index, uuid, target.watts, exc)
+            return
+        if readback is not None and abs(readback - target.watts) >= TOLERANCE_W:
+            self._record(
+                reading,
+                ActuationResult.MISMATCH,
+                target,
+                readback=readback,
+                message=f"set {target.watts:.1f} W, GPU enforces {readback:.1f} W",
+            )
+            log.warning("GPU %d (%s): set %.1f W, reads back %.1f W", reading.index, uuid, target.watts, readback)
+        else:
+            self._record(reading, ActuationResult.APPLIED, target, readback=readback)
+            log.info(
+                "GPU %d (%s): power limit %.1f W (asked %.1f W)", reading.index, uuid, target.watts, target.requested
+            )
+        self._settle(uuid, target, now)
+
+    def _settle(self, uuid: str, target: Target, now: float) -> None:
+        self._written[uuid] = _Written(target.watts, self._written[uuid].at if uuid in self._written else now)
+        if target.restore:
+            self.owned.pop(uuid, None)
+        else:
+            self.owned[uuid] = target.watts
+
+    def _clocks(self, reading: GpuReading, clocks: ClockRange | None, now: float) -> None:
+        uuid = reading.uuid
+        current = self.locked.get(uuid)
+        if clocks == current:
+            return
+        try:
+            if clocks is None:
+                self.backend.reset_locked_clocks(reading.index)
+                self.locked.pop(uuid, None)
+            else:
+                self.backend.set_locked_clocks(reading.index, clocks.min_mhz, clocks.max_mhz)
+                self.locked[uuid] = clocks
+        except (ActuationFailed, GpuLost) as exc:
+            result = exc.result if isinstance(exc, ActuationFailed) else ActuationResult.ERROR
+            self._count("locked_clocks", result)
+            log.warning("GPU %d (%s): locking clocks %s failed: %s", reading.index, uuid, clocks, exc)
+            if clocks is None:
+                self.locked.pop(uuid, None)  # nothing more we can do; do not retry every second
+            else:
+                self.locked[uuid] = clocks  # remembered as attempted; retried when the request changes
+            return
+        last = self.last.get(uuid)
+        if last is not None:
+            self.last[uuid] = last.model_copy(update={"locked_sm_clocks": self.locked.get(uuid)})
+
+    def _record(
+        self,
+        reading: GpuReading,
+        result: ActuationResult,
+        target: Target,
+        *,
+        readback: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        uuid = reading.uuid
+        self._count("power_limit", result)
+        self.last[uuid] = Actuation(
+            result=result,
+            target_watts=target.watts,
+            requested_watts=max(0.0, target.requested),
+            readback_watts=readback,
+            locked_sm_clocks=self.locked.get(uuid),
+            message=message,
+            at=dt.datetime.fromtimestamp(reading.wall_s, dt.UTC),
+        )
+
+    def _count(self, action: str, result: ActuationResult) -> None:
+        key = (action, result)
+        self.counts[key] = self.counts.get(key, 0) + 1

@@ -1,0 +1,244 @@
+"""Simulated NVML bindings: `SimulatedGpu`s behind pynvml's function names, units and error classes.
+
+`wattwise agent --backend sim` hands an instance of `SimNvml` to the same `NvmlBackend` that drives the real
+`pynvml`, so the agent's NVML code path (readings in mW/mJ, handles, error classification) is the one that
+runs. It behaves as NVML does where the agent can tell: calls before `nvmlInit` raise NVMLError_Uninitialized,
+an out-of-range limit raises NVMLError_InvalidArgument, a lost GPU raises NVMLError_GpuIsLost on every call.
+The errors are the real `pynvml.NVMLError_*` classes, so `except pynvml.NVMLError_NotSupported` works.
+
+The GPUs are stepped on the wall clock (monotonic) at every read, and driven by a synthetic load that is a
+pure function of (seed, GPU index, time): the same seed gives the same load curve whatever the sample times.
+Tests may pin a GPU's load (`set_load`) or lose a GPU (`lose`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import pynvml
+
+from wattwise.sim.gpu import GPU_SPECS, SimulatedGpu
+
+#: Seconds between the synthetic load's way-points; load moves linearly between them.
+LOAD_SEGMENT_S = 20.0
+_MIN_STEP_S = 0.005
+
+
+class _Handle:
+    """An opaque device handle, like pynvml's c_nvmlDevice_t pointer."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Utilization:
+    gpu: int
+    memory: int
+
+
+@dataclasses.dataclass(slots=True)
+class _Value:
+    dVal: float = 0.0
+    uiVal: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class FieldValue:
+    """pynvml's c_nvmlFieldValue_t: each field carries its own return code."""
+
+    fieldId: int
+    nvmlReturn: int
+    valueType: int = 1  # NVML_VALUE_TYPE_UNSIGNED_INT
+    value: _Value = dataclasses.field(default_factory=_Value)
+
+
+def synthetic_load(seed: int, index: int, t_s: float) -> tuple[float, float]:
+    """(utilization 0..1, compute fraction 0..1) at `t_s` seconds: way-points from a seeded RNG, linear between.
+
+    A mix of busy and quiet stretches with prefill-heavy and decode-heavy phases, enough to move power, clocks
+    and throttle reasons the way an inference server does.
+    """
+    k = max(0, math.floor(t_s / LOAD_SEGMENT_S))
+    frac = t_s / LOAD_SEGMENT_S - k if t_s > 0 else 0.0
+    a, b = _waypoint(seed, index, k), _waypoint(seed, index, k + 1)
+    return a[0] + (b[0] - a[0]) * frac, a[1] + (b[1] - a[1]) * frac
+
+
+def _waypoint(seed: int, index: int, k: int) -> tuple[float, float]:
+    rng = random.Random(f"{seed}:{index}:{k}")
+    busy = rng.random() < 0.75
+    util = rng.uniform(0.55, 1.0) if busy else rng.uniform(0.0, 0.15)
+    return util, rng.uniform(0.2, 0.8)
+
+
+class SimNvml:
+    """A pynvml-compatible module object over N simulated GPUs of one model."""
+
+    NVMLError = pynvml.NVMLError
+
+    def __init__(
+        self,
+        count: int = 8,
+        model: str = "h100",
+        *,
+        seed: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if model not in GPU_SPECS:
+            raise ValueError(f"unknown GPU model {model!r}; have {', '.join(sorted(GPU_SPECS))}")
+        self.gpus = [SimulatedGpu(GPU_SPECS[model], i, seed=seed) for i in range(count)]
+        self._seed = seed
+        self._monotonic = monotonic
+        self._t0 = monotonic()
+        self._last_step = self._t0
+        self._pinned: dict[int, tuple[float, float]] = {}
+        self._lost: set[int] = set()
+        self._initialised = 0
+        self._lock = threading.Lock()
+
+    # --- test and demo controls ------------------------------------------------------------------------------
+
+    def set_load(self, index: int, utilization: float, compute_fraction: float = 0.5) -> None:
+        """Pin a GPU's load (instead of the synthetic curve)."""
+        self._pinned[index] = (utilization, compute_fraction)
+
+    def lose(self, index: int) -> None:
+        """The GPU falls off the bus: every later call on it raises NVMLError_GpuIsLost."""
+        self._lost.add(index)
+
+    # --- plumbing ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _raise(code: int) -> NoReturn:
+        raise pynvml.NVMLError(code)  # pynvml maps the code to its NVMLError_* subclass
+
+    def _advance(self) -> None:
+        """Step every GPU to now; the load is re-evaluated at each step."""
+        now = self._monotonic()
+        dt = now - self._last_step
+        if dt < _MIN_STEP_S:
+            return
+        self._last_step = now
+        t = now - self._t0
+        for gpu in self.gpus:
+            util, compute = self._pinned.get(gpu.index) or synthetic_load(self._seed, gpu.index, t)
+            gpu.set_load(util, compute)
+            gpu.step(dt)
+
+    def _gpu(self, handle: Any) -> SimulatedGpu:
+        if not self._initialised:
+            self._raise(pynvml.NVML_ERROR_UNINITIALIZED)
+        if not isinstance(handle, _Handle) or not 0 <= handle.index < len(self.gpus):
+            self._raise(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if handle.index in self._lost:
+            self._raise(pynvml.NVML_ERROR_GPU_IS_LOST)
+        index: int = handle.index
+        with self._lock:
+            self._advance()
+        return self.gpus[index]
+
+    # --- the pynvml surface ------------------------------------------------------------------------------------
+
+    def nvmlInit(self) -> None:
+        self._initialised += 1
+
+    def nvmlShutdown(self) -> None:
+        if not self._initialised:
+            self._raise(pynvml.NVML_ERROR_UNINITIALIZED)
+        self._initialised -= 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        if not self._initialised:
+            self._raise(pynvml.NVML_ERROR_UNINITIALIZED)
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
+        if not self._initialised:
+            self._raise(pynvml.NVML_ERROR_UNINITIALIZED)
+        if not 0 <= index < len(self.gpus):
+            self._raise(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return _Handle(index)
+
+    def nvmlDeviceGetUUID(self, h: _Handle) -> str:
+        return self._gpu(h).uuid
+
+    def nvmlDeviceGetName(self, h: _Handle) -> str:
+        return self._gpu(h).spec.name
+
+    def nvmlDeviceGetIndex(self, h: _Handle) -> int:
+        return self._gpu(h).index
+
+    def nvmlDeviceGetPowerUsage(self, h: _Handle) -> int:
+        return round(self._gpu(h).power_w * 1000)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: _Handle) -> int:
+        return int(self._gpu(h).energy_j * 1000)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: _Handle) -> int:
+        return round(self._gpu(h).power_limit_w * 1000)
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: _Handle) -> int:
+        return round(self._gpu(h).power_limit_w * 1000)
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, h: _Handle) -> list[int]:
+        spec = self._gpu(h).spec
+        return [round(spec.min_limit_w * 1000), round(spec.max_limit_w * 1000)]
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: _Handle) -> int:
+        return round(self._gpu(h).spec.default_limit_w * 1000)
+
+    def nvmlDeviceGetTemperature(self, h: _Handle, sensor: int) -> int:
+        gpu = self._gpu(h)
+        if sensor != pynvml.NVML_TEMPERATURE_GPU:
+            self._raise(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return round(gpu.temperature_c)
+
+    def nvmlDeviceGetClockInfo(self, h: _Handle, clock_type: int) -> int:
+        gpu = self._gpu(h)
+        if clock_type == pynvml.NVML_CLOCK_SM:
+            return int(gpu.sm_clock_mhz)
+        if clock_type == pynvml.NVML_CLOCK_MEM:
+            return int(gpu.mem_clock_mhz)
+        self._raise(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+    def nvmlDeviceGetUtilizationRates(self, h: _Handle) -> Utilization:
+        gpu = self._gpu(h)
+        return Utilization(int(gpu.utilization_gpu), int(gpu.utilization_memory))
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: _Handle) -> int:
+        return int(self._gpu(h).clock_event_reasons)
+
+    def nvmlDeviceGetFieldValues(self, h: _Handle, field_ids: list[int]) -> list[FieldValue]:
+        gpu = self._gpu(h)
+        out = []
+        for fid in field_ids:
+            if fid == pynvml.NVML_FI_DEV_MEMORY_TEMP:
+                out.append(FieldValue(fid, pynvml.NVML_SUCCESS, value=_Value(uiVal=round(gpu.memory_temperature_c))))
+            else:
+                out.append(FieldValue(fid, pynvml.NVML_ERROR_NOT_SUPPORTED))
+        return out
+
+    def nvmlDeviceSetPowerManagementLimit(self, h: _Handle, limit_mw: int) -> None:
+        gpu = self._gpu(h)
+        lo, hi = round(gpu.spec.min_limit_w * 1000), round(gpu.spec.max_limit_w * 1000)
+        if not lo <= limit_mw <= hi:
+            self._raise(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        gpu.set_power_limit(limit_mw / 1000.0)
+
+    def nvmlDeviceSetGpuLockedClocks(self, h: _Handle, min_mhz: int, max_mhz: int) -> None:
+        gpu = self._gpu(h)
+        if min_mhz > max_mhz:
+            self._raise(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        gpu.set_locked_clocks(min_mhz, max_mhz)
+
+    def nvmlDeviceResetGpuLockedClocks(self, h: _Handle) -> None:
+        self._gpu(h).reset_locked_clocks()

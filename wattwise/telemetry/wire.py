@@ -1,0 +1,224 @@
+"""The agent <-> operator wire schema: one `NodeReport` per node per second, answered by one `ReportReply`.
+
+This module is the contract between `wattwise agent` (the client) and the operator's report endpoint (the
+server); both import it, so neither can drift. Conventions:
+
+- `POST {operator}/v1/reports` with `Content-Type: application/json` and
+  `Authorization: Bearer <projected ServiceAccount token>`. The agent re-reads the token file on every request
+  because the kubelet rotates projected tokens; the operator verifies it with a TokenReview and checks that
+  the pod's node is the `node` the report claims.
+- JSON keys are camelCase, as in Kubernetes; optional values are left out rather than sent as null. A field a
+  GPU does not support is absent, never faked as 0: absent means "unknown", and the operator must treat an
+  unknown draw as the GPU's limit (missing data never looks like headroom).
+- `apiVersion` names the schema. Within a version, changes are additive only and receivers ignore fields they
+  do not know (so an operator can be upgraded before its agents, or the other way round). A breaking change
+  gets a new version and a new path; the operator answers 400 to an `apiVersion` it does not speak.
+- Units are in the names: watts, joules, Celsius, MHz, percent (0-100), seconds.
+
+Reply semantics (level-based, idempotent: the reply states what should be, not what to change):
+- A GPU listed in `ReportReply.gpus` with `enforced: true` gets `powerLimitWatts` (the GPU's default limit when
+  that is null), clamped by the agent to the GPU's constraints; `lockedSmClocks` locks SM clocks (null
+  unlocks clocks the agent had locked).
+- A GPU absent from the reply, or listed with `enforced: false` (budgets in Monitor/Recommend mode), is left
+  alone, except that a limit or clock lock the agent itself set earlier is undone (back to the default):
+  Wattwise only owns a GPU's limit while it enforces one.
+- `failSafe` is what the agent falls back to when it loses the operator: after `gracePeriodSeconds` without a
+  successful reply it sets every GPU to its fail-safe limit. A null `failSafe` means "keep the last limits".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from wattwise.crd.common import LatencyTier
+
+#: Schema version carried in every message's `apiVersion`.
+API_VERSION: Final = "telemetry.wattwise.dev/v1"
+#: Where the operator serves the hot path; the version is in the path so v2 can live beside v1.
+REPORT_PATH = "/v1/reports"
+#: Request header carrying the agent's projected ServiceAccount token (`Bearer <token>`).
+AUTH_HEADER = "Authorization"
+#: Default location of the projected token in the agent pod (see the chart's DaemonSet volume).
+DEFAULT_TOKEN_FILE = "/var/run/secrets/wattwise/token"
+#: Audience the projected token is minted for; the operator's TokenReview asks for this audience.
+TOKEN_AUDIENCE = "wattwise-operator"
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header dict for a token, stripped of the trailing newline token files usually end with."""
+    return {AUTH_HEADER: f"Bearer {token.strip()}"}
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire; unknown fields ignored so additive changes never break an older peer."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    def to_json(self) -> bytes:
+        """Serialised as sent: camelCase keys, unset optional fields left out."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+Watts = Annotated[float, Field(ge=0, le=10_000)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+class GpuStatus(enum.StrEnum):
+    OK = "ok"  #: sampled; optional fields absent only where the GPU does not support them
+    LOST = "lost"  #: NVML says the GPU has fallen off the bus; nothing else about it can be trusted
+    ERROR = "error"  #: the sample failed for another reason (see `error`)
+
+
+class AgentMode(enum.StrEnum):
+    """Where the agent stands with the operator."""
+
+    STANDALONE = "standalone"  #: no operator configured: telemetry and metrics only, limits never touched
+    CONNECTED = "connected"  #: the last report was answered; the reply's limits are in force
+    GRACE = "grace"  #: the operator is unreachable; the last limits are kept until the grace period ends
+    FAIL_SAFE = "failSafe"  #: the grace period is over; the fail-safe limits are in force
+
+
+class ActuationResult(enum.StrEnum):
+    APPLIED = "applied"  #: the limit was set and read back equal
+    UNCHANGED = "unchanged"  #: the GPU already had the target limit: nothing was written
+    MISMATCH = "mismatch"  #: set, but the enforced limit read back differs (another tool, or firmware)
+    NO_PERMISSION = "noPermission"  #: NVML refused: the agent needs CAP_SYS_ADMIN (or root) to set limits
+    NOT_SUPPORTED = "notSupported"  #: this GPU does not allow setting its power limit or clocks
+    INVALID_ARGUMENT = "invalidArgument"  #: NVML rejected the value (outside constraints)
+    ERROR = "error"  #: any other failure; see `message`
+
+
+class PodRef(WireModel):
+    """A container holding (part of) a GPU, from the kubelet PodResources API."""
+
+    namespace: str
+    pod: str
+    container: str
+
+
+class LimitConstraints(WireModel):
+    """What NVML allows for this GPU's power limit."""
+
+    min_watts: Watts
+    max_watts: Watts
+    default_watts: Watts
+
+
+class ClockRange(WireModel):
+    """Locked SM clock range (nvmlDeviceSetGpuLockedClocks)."""
+
+    min_mhz: Annotated[int, Field(ge=0, le=10_000, alias="minMHz")]
+    max_mhz: Annotated[int, Field(ge=0, le=10_000, alias="maxMHz")]
+
+
+class Actuation(WireModel):
+    """The last power-limit/clock action the agent took on a GPU, and whether the GPU agrees."""
+
+    result: ActuationResult
+    target_watts: Watts | None = None  #: what the agent aimed at (after clamping)
+    requested_watts: Watts | None = None  #: what the operator (or the fail-safe) asked for, before clamping
+    readback_watts: Watts | None = None  #: the enforced limit read back after setting it
+    locked_sm_clocks: ClockRange | None = None  #: clocks the agent holds locked, if any
+    message: str | None = None
+    at: dt.datetime
+
+
+class GpuReport(WireModel):
+    """One GPU's sample. Every reading is optional: absent means the GPU does not support it (or is lost)."""
+
+    uuid: str
+    index: Annotated[int, Field(ge=0)]
+    name: str | None = None
+    status: GpuStatus
+    error: str | None = None  #: why status is not ok
+    sampled_at: dt.datetime
+    power_watts: Watts | None = None  #: instantaneous draw (nvmlDeviceGetPowerUsage)
+    #: mean draw since the previous sample from the energy counter: exact, unlike one instantaneous reading
+    average_power_watts: Watts | None = None
+    energy_joules: Annotated[float, Field(ge=0)] | None = None  #: total since the driver loaded (monotonic)
+    enforced_limit_watts: Watts | None = None
+    limits: LimitConstraints | None = None
+    temperature_celsius: float | None = None
+    memory_temperature_celsius: float | None = None
+    sm_clock_mhz: Annotated[int, Field(ge=0)] | None = Field(default=None, alias="smClockMHz")
+    memory_clock_mhz: Annotated[int, Field(ge=0)] | None = Field(default=None, alias="memoryClockMHz")
+    utilization_percent: Percent | None = None
+    memory_utilization_percent: Percent | None = None
+    #: NVML clocks-event (throttle) reasons bitmask, and the names of the bits that are set
+    clock_event_reasons: Annotated[int, Field(ge=0)] | None = None
+    clock_event_reason_names: list[str] | None = None
+    pods: list[PodRef] = []
+    actuation: Actuation | None = None
+
+
+class AgentInfo(WireModel):
+    version: str
+    backend: Literal["nvml", "sim"]
+    started_at: dt.datetime
+    pod: str | None = None  #: the agent's own pod name (downward API), for the operator's logs
+
+
+class AgentState(WireModel):
+    mode: AgentMode
+    since: dt.datetime
+    last_reply_at: dt.datetime | None = None
+    consecutive_failures: Annotated[int, Field(ge=0)] = 0
+
+
+class Issue(WireModel):
+    """A node-level problem the operator should surface (condition/Event), e.g. PodResources unreachable."""
+
+    code: str  #: CamelCase reason, e.g. PodResourcesUnavailable, NvmlNoPermission
+    message: str
+
+
+class NodeReport(WireModel):
+    """What an agent sends every report interval."""
+
+    api_version: Literal["telemetry.wattwise.dev/v1"] = API_VERSION
+    kind: Literal["NodeReport"] = "NodeReport"
+    node: str
+    agent: AgentInfo
+    sequence: Annotated[int, Field(ge=0)]  #: +1 per report; restarts at 0 with the agent
+    sent_at: dt.datetime
+    sample_interval_seconds: Annotated[float, Field(gt=0)]
+    state: AgentState
+    gpus: list[GpuReport]
+    #: whether pod attribution is current; false when the PodResources API could not be read
+    pods_known: bool = False
+    issues: list[Issue] = []
+
+
+class GpuDirective(WireModel):
+    """What the operator wants for one GPU (see the module docstring for the exact semantics)."""
+
+    enforced: bool = False
+    power_limit_watts: Watts | None = None  #: null with enforced=true: the GPU's default limit
+    locked_sm_clocks: ClockRange | None = None
+    recommended_power_limit_watts: Watts | None = None  #: what Wattwise would set (Recommend mode), for metrics
+    tier: LatencyTier | None = None  #: the tier the operator resolved for the GPU's pod, for metric labels
+
+
+class FailSafePolicy(WireModel):
+    """The budget's fail-safe, resolved per GPU by the operator (minimum over the budgets a GPU sits in)."""
+
+    grace_period_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    limit_watts: dict[str, Watts] = {}  #: by GPU UUID
+    #: for GPUs not in `limitWatts`: this fraction of the GPU's default limit; null keeps their last limit
+    limit_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class ReportReply(WireModel):
+    """The operator's answer to a `NodeReport`."""
+
+    api_version: Literal["telemetry.wattwise.dev/v1"] = API_VERSION
+    kind: Literal["ReportReply"] = "ReportReply"
+    gpus: dict[str, GpuDirective] = {}  #: by GPU UUID
+    fail_safe: FailSafePolicy | None = None
+    #: the operator may slow reporting down under load; the agent keeps sampling at its own interval
+    next_report_interval_seconds: Annotated[float, Field(ge=0.2, le=300)] = 1.0
