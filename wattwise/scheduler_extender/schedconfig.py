@@ -85,6 +85,15 @@ def render(
     }
 
 
+def render_scheduler_config(url_prefix: str) -> dict[str, Any]:
+    """The `wattwise-scheduler` profile alone, for a kube-scheduler process of its own (secondary scheduler).
+
+    The test control plane runs it beside a separate default scheduler and sets `clientConnection` and
+    `leaderElection` itself.
+    """
+    return render(url_prefix, include_default_profile=False)
+
+
 #: What deploy/scheduler/kube-scheduler-config.yaml holds: the chart's secondary scheduler, next to the
 #: extender Service in the release namespace (the chart templates the namespace into both values).
 SHIPPED_URL_PREFIX = "http://wattwise-extender.wattwise-system.svc:8888"
