@@ -33,7 +33,9 @@ def gpu_states(draw: st.DrawFn, uuid: str) -> GpuState:
 
 
 @st.composite
-def fleets(draw: st.DrawFn, max_gpus: int = 24, modes: tuple[BudgetMode, ...] = tuple(BudgetMode)) -> tuple[list[BudgetState], dict[str, GpuState]]:
+def fleets(
+    draw: st.DrawFn, max_gpus: int = 24, modes: tuple[BudgetMode, ...] = tuple(BudgetMode)
+) -> tuple[list[BudgetState], dict[str, GpuState]]:
     n = draw(st.integers(1, max_gpus))
     gpus = {f"GPU-{i}": draw(gpu_states(f"GPU-{i}")) for i in range(n)}
     uuids = sorted(gpus)

@@ -114,7 +114,9 @@ def test_upward_moves_never_exceed_the_ramp(
         for u, watts in d.recommended.items():
             g = gpus[u]
             ramp = min(b.ramp_w_per_s for b in budgets if u in b.gpu_uuids)
-            start = previous_recommended.get(u, g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w)
+            start = previous_recommended.get(
+                u, g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w
+            )
             assert watts <= max(start, g.limits.min_w) + ramp + EPS
         gpus = _next_tick(gpus, d, data)
 

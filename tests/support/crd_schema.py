@@ -91,9 +91,7 @@ def _typed(schema: dict[str, Any], value: Any) -> Any:
     if kind == "object" and isinstance(value, dict):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
-        return {
-            k: _typed(props.get(k, extra if isinstance(extra, dict) else {}), v) for k, v in value.items()
-        }
+        return {k: _typed(props.get(k, extra if isinstance(extra, dict) else {}), v) for k, v in value.items()}
     if kind == "array" and isinstance(value, list):
         return [_typed(schema.get("items", {}), v) for v in value]
     return value

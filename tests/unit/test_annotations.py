@@ -24,7 +24,9 @@ def test_class_tier_used_when_no_tier_annotation() -> None:
 
 
 def test_unknown_tier_is_a_clear_error() -> None:
-    with pytest.raises(AnnotationError, match=r"'urgent' is not a latency tier \(one of: critical, standard, tolerant\)"):
+    with pytest.raises(
+        AnnotationError, match=r"'urgent' is not a latency tier \(one of: critical, standard, tolerant\)"
+    ):
         PodPowerIntent.from_annotations({LATENCY_TIER_ANNOTATION: "urgent"})
 
 
@@ -35,4 +37,8 @@ def test_bad_class_name_is_a_clear_error(bad: str) -> None:
 
 
 def test_tiers_rank_critical_first() -> None:
-    assert sorted(LatencyTier, key=lambda t: t.rank) == [LatencyTier.CRITICAL, LatencyTier.STANDARD, LatencyTier.TOLERANT]
+    assert sorted(LatencyTier, key=lambda t: t.rank) == [
+        LatencyTier.CRITICAL,
+        LatencyTier.STANDARD,
+        LatencyTier.TOLERANT,
+    ]

@@ -27,14 +27,18 @@ def _expectation(path: pathlib.Path) -> str:
     return first.removeprefix("# expect: ")
 
 
-@pytest.mark.parametrize("path", [p for p in EXAMPLES if _load(p)["apiVersion"].startswith("wattwise")], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in EXAMPLES if _load(p)["apiVersion"].startswith("wattwise")], ids=lambda p: p.name
+)
 def test_examples_accepted_by_both(path: pathlib.Path) -> None:
     obj = _load(path)
     assert crd_errors(obj["kind"], obj) == []
     parse_resource(obj)
 
 
-@pytest.mark.parametrize("path", [p for p in EXAMPLES if _load(p)["apiVersion"].startswith("wattwise")], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in EXAMPLES if _load(p)["apiVersion"].startswith("wattwise")], ids=lambda p: p.name
+)
 def test_defaults_agree(path: pathlib.Path) -> None:
     obj = _load(path)
     server_side = apply_defaults(load_crd_schema(obj["kind"]), obj)["spec"]
@@ -43,8 +47,12 @@ def test_defaults_agree(path: pathlib.Path) -> None:
 
 
 def test_minimal_budget_defaults_agree() -> None:
-    obj = {"apiVersion": "wattwise.dev/v1alpha1", "kind": "PowerBudget", "metadata": {"name": "m"},
-           "spec": {"capWatts": 1000, "nodeSelector": {}}}
+    obj = {
+        "apiVersion": "wattwise.dev/v1alpha1",
+        "kind": "PowerBudget",
+        "metadata": {"name": "m"},
+        "spec": {"capWatts": 1000, "nodeSelector": {}},
+    }
     assert parse_resource(obj).spec.to_wire() == apply_defaults(load_crd_schema("PowerBudget"), obj)["spec"]
 
 
@@ -103,7 +111,9 @@ class_specs = _optional(
     floor=_optional(watts=_num, fraction=_frac),
     ceilingWatts=_num,
     priority=_mostly(st.integers(0, 1000), st.sampled_from(["high", -1, 1001, 2.5])),
-    lockedSmClocks=_optional(minMHz=_mostly(st.integers(100, 5000), _bad), maxMHz=_mostly(st.integers(100, 5000), _bad)),
+    lockedSmClocks=_optional(
+        minMHz=_mostly(st.integers(100, 5000), _bad), maxMHz=_mostly(st.integers(100, 5000), _bad)
+    ),
 )
 
 

@@ -101,7 +101,9 @@ class Condition(Model):
 
     type: Annotated[str, StringConstraints(min_length=1, max_length=316)]
     status: Literal["True", "False", "Unknown"]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    ]
     message: Annotated[str, StringConstraints(max_length=32768)] = ""
     last_transition_time: dt.datetime
     observed_generation: Annotated[int, Field(ge=0)] | None = None

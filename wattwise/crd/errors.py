@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
-    """('spec', 'nodeSelector', 'matchExpressions', 0, 'operator') -> 'spec.nodeSelector.matchExpressions[0].operator'."""
+    """Kubernetes-style path: ('spec', 'matchExpressions', 0, 'key') -> 'spec.matchExpressions[0].key'."""
     out = ""
     for part in loc:
         if isinstance(part, int):

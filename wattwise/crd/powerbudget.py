@@ -40,7 +40,7 @@ class NonGpuPower(Model):
 
 
 class Thresholds(Model):
-    """Act before the cap, never at it: lower at once above `lowerAboveFraction`, raise only below `raiseBelowFraction`."""
+    """Act before the cap, never at it: a hysteresis band around the target (see wattwise.policy.control)."""
 
     lower_above_fraction: Annotated[float, Field(strict=True, ge=0.5, le=1.0)] = 0.98
     raise_below_fraction: Annotated[float, Field(strict=True, ge=0.3, le=1.0)] = 0.9

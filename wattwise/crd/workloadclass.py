@@ -58,9 +58,9 @@ class WorkloadClassSpec(Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
-        if self.floor is not None and self.floor.watts is not None and self.ceiling_watts is not None:
-            if self.floor.watts > self.ceiling_watts:
-                raise ValueError("floor.watts must not exceed ceilingWatts")
+        floor_watts = self.floor.watts if self.floor is not None else None
+        if floor_watts is not None and self.ceiling_watts is not None and floor_watts > self.ceiling_watts:
+            raise ValueError("floor.watts must not exceed ceilingWatts")
         if self.locked_sm_clocks is not None and self.mode is OperatingMode.LOW_LATENCY:
             raise ValueError("lockedSmClocks slows the GPU: not allowed with mode LowLatency")
         return self

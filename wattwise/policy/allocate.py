@@ -1,10 +1,11 @@
 """One budget's allocation: who gets how many of its GPU watts this tick.
 
 Order of service (ARCHITECTURE.md, "The control loop"): every GPU's floor first; then critical demand in full; then
-standard; then tolerant, each tier shared max-min fair, higher priority first. Watts still left over become extra
-headroom for standard, then tolerant GPUs, up to their ceilings, so a tolerant job that ramps up is not throttled by
-a limit sized to its last reading. A fully served critical GPU is not limited at all (its limit is its ceiling):
-its reservation is its estimated demand. Stale GPUs are not controllable; they count at their limit.
+standard; then tolerant, each tier shared max-min fair, higher priority first. While the site is well under its
+target, watts still left over become spare headroom for standard, then tolerant GPUs, up to their ceilings, so a
+tolerant job that ramps up is not throttled by a limit sized to its last reading. A fully served critical GPU is
+not limited at all (its limit is its ceiling): its reservation is its estimated demand. Stale GPUs are not
+controllable; they count at their limit.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def _fill(slots: Sequence[_Slot], room: float, *, upto: str) -> float:
         for s, h in zip(slots, highs, strict=True):
             s.alloc = max(s.alloc, h)
         return room - want
-    for s, a in zip(slots, water_fill(lows, [max(h, lo) for h, lo in zip(highs, lows, strict=True)], sum(lows) + room), strict=True):
+    for s, a in zip(
+        slots, water_fill(lows, [max(h, lo) for h, lo in zip(highs, lows, strict=True)], sum(lows) + room), strict=True
+    ):
         s.alloc = a
     return 0.0
 
@@ -66,7 +69,9 @@ def _squeeze_floors(slots: Sequence[_Slot], need: float) -> None:
             continue
         if reducible >= need:
             lows = [s.gpu.limits.min_w for s in group]
-            for s, a in zip(group, water_fill(lows, [s.alloc for s in group], sum(s.alloc for s in group) - need), strict=True):
+            for s, a in zip(
+                group, water_fill(lows, [s.alloc for s in group], sum(s.alloc for s in group) - need), strict=True
+            ):
                 s.alloc = a
             return
         for s in group:
@@ -81,8 +86,13 @@ def allocate(
     *,
     emergency: EmergencyPolicy,
     ceilings: Mapping[str, float] | None = None,
+    spare_headroom: bool = True,
 ) -> Allocation:
-    """Split `allowance_w` GPU watts among `gpus`; `ceilings` lowers individual ceilings (other budgets' limits)."""
+    """Split `allowance_w` GPU watts among `gpus`; `ceilings` lowers individual ceilings (other budgets' limits).
+
+    With `spare_headroom`, watts left after every demand is served raise standard, then tolerant limits toward
+    their ceilings; without it, their limits stay at their demand.
+    """
     ceilings = ceilings or {}
     reserved = sum(g.counted_w for g in gpus if not g.fresh)
     slots: list[_Slot] = []
@@ -104,7 +114,7 @@ def allocate(
         tier_slots = sorted((s for s in slots if s.gpu.tier is tier), key=lambda s: -s.gpu.priority)
         for _, group in itertools.groupby(tier_slots, key=lambda s: s.gpu.priority):
             room = _fill(list(group), room, upto="demand")
-    for tier in TIERS_BY_RANK[1:]:
+    for tier in TIERS_BY_RANK[1:] if spare_headroom else ():
         room = _fill([s for s in slots if s.gpu.tier is tier], room, upto="ceiling")
 
     limits = {}

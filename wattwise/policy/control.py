@@ -2,11 +2,13 @@
 
 Per budget (ARCHITECTURE.md, "The control loop"):
 1. Facility draw = (GPU readings, stale GPUs at their limit, + node base) x PUE.
-2. A feedback cut latches when draw crosses `lowerAboveFraction` (by the excess over the target) and is released
-   gradually once draw is back under the target, fast below `raiseBelowFraction`: a Schmitt trigger, so the loop
-   neither oscillates nor rides the cap.
-3. Allocation (`allocate`) of the GPU allowance; a GPU in several budgets gets the minimum, and a second pass lets
-   each budget re-share what other budgets' tighter limits left unused.
+2. Thresholds, a hysteresis band around the target: below `raiseBelowFraction` the watts left after every demand
+   is served are handed out as spare headroom (limits above current use, so load can grow without waiting for the
+   ramp); inside the band limits follow demand; above `lowerAboveFraction` the peak-hold on tolerant and standard
+   demand is dropped too, so they are sized to what they draw now.
+3. Allocation (`allocate`) of the GPU allowance, which is sized so that planned facility draw stays at the target
+   whenever the floors fit; a GPU in several budgets gets the minimum, and a second pass lets each budget re-share
+   what other budgets' tighter limits left unused.
 4. Lower at once, raise by at most the ramp; while a GPU of a more protected tier is limited, GPUs of less
    protected tiers in that budget are held at their floors.
 Monitor and Recommend budgets are computed the same way but only Enforce budgets contribute to `limits`.
@@ -31,25 +33,11 @@ def _members(budget: BudgetState, gpus: Mapping[str, GpuState]) -> list[GpuState
     return [gpus[u] for u in budget.gpu_uuids if u in gpus]
 
 
-def _next_cut(budget: BudgetState, facility_w: float, previous: float, live: int, dt_s: float, t: Tuning) -> float:
-    cap = budget.cap_w
-    release = budget.ramp_w_per_s * max(live, 1) * dt_s
-    if facility_w > budget.lower_above_fraction * cap:
-        cut = previous + (facility_w - budget.target_utilization * cap) / budget.pue
-    elif facility_w < budget.raise_below_fraction * cap:
-        cut = previous - release
-    elif facility_w < budget.target_utilization * cap:
-        cut = previous - release * t.slow_release_fraction
-    else:
-        cut = previous
-    return min(max(0.0, cut), max(0.0, budget.gpu_allowance_w()))
-
-
 def _targets(
     budgets: Sequence[BudgetState],
     members: Mapping[str, list[GpuState]],
     demand: Mapping[str, float],
-    cuts: Mapping[str, float],
+    spare: Mapping[str, bool],
 ) -> tuple[dict[str, float], dict[str, bool], dict[str, float]]:
     """Per-GPU target limit (min over budgets, two passes), feasibility and floor sum per budget."""
     combined: dict[str, float] = {}
@@ -60,13 +48,16 @@ def _targets(
         combined = {}
         for b in budgets:
             alloc = allocate(
-                members[b.name], demand, b.gpu_allowance_w(cuts[b.name]),
-                emergency=b.emergency_policy, ceilings=ceilings,
+                members[b.name],
+                demand,
+                b.gpu_allowance_w(),
+                emergency=b.emergency_policy,
+                ceilings=ceilings,
+                spare_headroom=spare[b.name],
             )
-            # Feasibility is judged without the feedback cut: only a cap the floors truly exceed is infeasible.
-            nominal = b.gpu_allowance_w() - sum(g.counted_w for g in members[b.name] if not g.fresh)
-            feasible[b.name] = alloc.floors_w <= nominal + 1e-6
-            floors[b.name] = alloc.floors_w
+            if _pass == 0:  # judged on the GPUs' own floors, before other budgets' limits lower them
+                feasible[b.name] = alloc.feasible
+                floors[b.name] = alloc.floors_w
             for uuid, watts in alloc.limits.items():
                 combined[uuid] = min(combined.get(uuid, math.inf), watts)
     return combined, feasible, floors
@@ -99,7 +90,9 @@ def _protect(limits: dict[str, float], budgets: Iterable[BudgetState], members: 
                 limits[g.uuid] = min(limits[g.uuid], g.floor)
 
 
-def _start_points(gpus: Mapping[str, GpuState], previous: Mapping[str, float], prefer_enforced: bool) -> dict[str, float]:
+def _start_points(
+    gpus: Mapping[str, GpuState], previous: Mapping[str, float], prefer_enforced: bool
+) -> dict[str, float]:
     """Where a GPU's limit stands now: what it enforces (actuation) or what was last recommended."""
     out = {}
     for uuid, g in gpus.items():
@@ -157,19 +150,21 @@ def decide(
 ) -> Decision:
     """One tick of the control loop for every budget at once. Pure and deterministic."""
     prev_demand = previous.demand_w if previous else {}
-    prev_cut = previous.cut_w if previous else {}
     members = {b.name: _members(b, gpus) for b in budgets}
     in_any = {g.uuid: g for ms in members.values() for g in ms}
 
-    demand = {
-        u: estimate_demand(g, prev_demand.get(u), dt_s, tuning) for u, g in in_any.items() if g.fresh
-    }
-    cuts: dict[str, float] = {}
+    spare: dict[str, bool] = {}
+    no_hold: set[str] = set()  # GPUs whose demand is taken from the current reading alone
     for b in budgets:
-        ms = members[b.name]
-        facility_w = b.facility_w(sum(g.counted_w for g in ms))
-        live = sum(1 for g in ms if g.fresh)
-        cuts[b.name] = _next_cut(b, facility_w, prev_cut.get(b.name, 0.0), live, dt_s, tuning)
+        facility_w = b.facility_w(sum(g.counted_w for g in members[b.name]))
+        spare[b.name] = facility_w < b.raise_below_fraction * b.cap_w
+        if facility_w > b.lower_above_fraction * b.cap_w:
+            no_hold.update(g.uuid for g in members[b.name] if g.tier is not LatencyTier.CRITICAL)
+    demand = {
+        u: estimate_demand(g, None if u in no_hold else prev_demand.get(u), dt_s, tuning)
+        for u, g in in_any.items()
+        if g.fresh
+    }
 
     ramp: dict[str, float] = {}
     for b in budgets:
@@ -177,8 +172,11 @@ def decide(
             ramp[g.uuid] = min(ramp.get(g.uuid, math.inf), b.ramp_w_per_s)
 
     enforce = [b for b in budgets if b.mode is BudgetMode.ENFORCE]
-    enforce_targets, enforce_feasible, enforce_floors = _targets(enforce, members, demand, cuts)
-    all_targets, all_feasible, all_floors = _targets(budgets, members, demand, cuts)
+    enforce_targets, enforce_feasible, enforce_floors = _targets(enforce, members, demand, spare)
+    if len(enforce) == len(budgets):  # the common case: nothing only recommended, so compute once
+        all_targets, all_feasible, all_floors = enforce_targets, enforce_feasible, enforce_floors
+    else:
+        all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare)
 
     limits = _ramped(enforce_targets, _start_points(in_any, {}, prefer_enforced=True), ramp, dt_s)
     _protect(limits, enforce, members)
@@ -200,8 +198,8 @@ def decide(
             b,
             members[b.name],
             limits if enforced else recommended,
-            b.gpu_allowance_w(cuts[b.name]),
+            b.gpu_allowance_w(),
             (enforce_floors if enforced else all_floors)[b.name],
             (enforce_feasible if enforced else all_feasible)[b.name],
         )
-    return Decision(limits=limits, recommended=recommended, budgets=reports, demand_w=demand, cut_w=cuts)
+    return Decision(limits=limits, recommended=recommended, budgets=reports, demand_w=demand)

@@ -20,10 +20,8 @@ def is_capped(gpu: GpuState, tuning: Tuning) -> bool:
 def estimate_demand(gpu: GpuState, previous_w: float | None, dt_s: float, tuning: Tuning) -> float:
     """Demand in watts within [floor, ceiling]; only meaningful for GPUs with a fresh reading."""
     assert gpu.power_w is not None
-    if is_capped(gpu, tuning):
-        raw = gpu.ceiling
-    else:
-        raw = gpu.power_w * (1.0 + tuning.margin_fraction) + tuning.margin_w
+    capped = is_capped(gpu, tuning)
+    raw = gpu.ceiling if capped else gpu.power_w * (1.0 + tuning.margin_fraction) + tuning.margin_w
     if gpu.expected_w is not None and gpu.tier.rank == 0:
         raw = max(raw, gpu.expected_w)
     if previous_w is not None:

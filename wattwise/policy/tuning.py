@@ -9,7 +9,7 @@ from wattwise.crd.common import LatencyTier
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Tuning:
-    """How demand is estimated from readings, and how the feedback cut is released.
+    """How demand is estimated from readings.
 
     A GPU drawing near its limit is *capped*: its true demand is unknown, so it asks for its ceiling and the
     water-fill gives capped GPUs of a tier equal shares. An uncapped GPU asks for its draw plus a margin. Estimates
@@ -26,8 +26,6 @@ class Tuning:
         (LatencyTier.STANDARD, 25.0),
         (LatencyTier.TOLERANT, 50.0),
     )
-    #: Share of the full release rate used while draw sits between raiseBelow and the target.
-    slow_release_fraction: float = 0.25
 
     def decay_for(self, tier: LatencyTier) -> float:
         return dict(self.decay_w_per_s)[tier]

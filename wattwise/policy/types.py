@@ -40,21 +40,21 @@ class GpuState:
     priority: int = 0
     #: The class's expected draw per GPU; a critical GPU's reservation never falls below it.
     expected_w: float | None = None
+    #: Effective floor: the class floor clamped into the GPU's constraints (derived).
+    floor: float = dataclasses.field(init=False, repr=False, compare=False)
+    #: Effective ceiling: never below the floor, never above the GPU's maximum (derived).
+    ceiling: float = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Derived once here: the control loop reads them many times per tick for every GPU.
+        floor = self.limits.clamp(self.floor_w if self.floor_w is not None else self.limits.min_w)
+        top = self.limits.max_w if self.ceiling_w is None else self.limits.clamp(self.ceiling_w)
+        object.__setattr__(self, "floor", floor)
+        object.__setattr__(self, "ceiling", max(floor, top))
 
     @property
     def fresh(self) -> bool:
         return self.power_w is not None
-
-    @property
-    def floor(self) -> float:
-        """Effective floor: the class floor clamped into the GPU's constraints."""
-        return self.limits.clamp(self.floor_w if self.floor_w is not None else self.limits.min_w)
-
-    @property
-    def ceiling(self) -> float:
-        """Effective ceiling: never below the floor, never above the GPU's maximum."""
-        top = self.limits.max_w if self.ceiling_w is None else self.limits.clamp(self.ceiling_w)
-        return max(self.floor, top)
 
     @property
     def counted_w(self) -> float:
@@ -82,9 +82,7 @@ class BudgetState:
     emergency_policy: EmergencyPolicy = EmergencyPolicy.HOLD_FLOORS
 
     @classmethod
-    def from_spec(
-        cls, name: str, spec: PowerBudgetSpec, gpu_uuids: Sequence[str], node_count: int
-    ) -> BudgetState:
+    def from_spec(cls, name: str, spec: PowerBudgetSpec, gpu_uuids: Sequence[str], node_count: int) -> BudgetState:
         return cls(
             name=name,
             cap_w=spec.cap_watts,
@@ -109,9 +107,9 @@ class BudgetState:
         """Facility power for a given GPU draw: (GPU + node base) x PUE."""
         return (gpu_w + self.non_gpu_it_w) * self.pue
 
-    def gpu_allowance_w(self, cut_w: float = 0.0) -> float:
-        """GPU watts that keep facility draw at the target, less any feedback cut."""
-        return self.target_utilization * self.cap_w / self.pue - self.non_gpu_it_w - cut_w
+    def gpu_allowance_w(self) -> float:
+        """GPU watts that keep facility draw at the target."""
+        return self.target_utilization * self.cap_w / self.pue - self.non_gpu_it_w
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,4 +147,3 @@ class Decision:
     recommended: Mapping[str, float]
     budgets: Mapping[str, BudgetReport]
     demand_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    cut_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
