@@ -17,9 +17,9 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from wattwise.crd.errors import describe
 
@@ -44,7 +44,8 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
-Quantity = str | int | float
+#: A resource.Quantity as JSON: a string, or a bare number (never a bool).
+Quantity = Annotated[str, Strict()] | Annotated[int, Strict()] | Annotated[float, Strict()]
 
 
 class ResourceRequirements(_Lenient):
