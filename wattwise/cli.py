@@ -17,6 +17,7 @@ import wattwise
 ROLE_MODULES: tuple[str, ...] = (
     "wattwise.commands.validate",
     "wattwise.scheduler_extender.cli",
+    "wattwise.commands.simulate",
 )
 
 

@@ -1,0 +1,76 @@
+"""The real allocation policy in the simulator's loop: readings -> `wattwise.policy.decide` -> limits.
+
+This is the same call the operator makes each second: one `BudgetState` for the site, one `GpuState` per GPU
+built from what a node agent would report, the previous `Decision` passed back in. Only the plumbing lives
+here; every decision is the policy's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from wattwise.policy import BudgetState, Decision, GpuLimits, GpuState, decide
+from wattwise.sim.calibration import FloatArray
+from wattwise.sim.fleet import FleetConfig, GpuInfo, Readings
+
+
+class PolicyController:
+    """Calls `decide` once per control period with the previous Decision; returns the Enforce limits."""
+
+    def __init__(self, budget_name: str = "site") -> None:
+        self.budget_name = budget_name
+        self.decisions = 0
+        self.last: Decision | None = None
+        self._gpus: list[GpuInfo] = []
+        self._budget: BudgetState | None = None
+        self._limits: GpuLimits | None = None
+        self._period_s = 1.0
+
+    def setup(self, config: FleetConfig, gpus: Sequence[GpuInfo]) -> None:
+        spec, site = config.spec, config.site
+        self._gpus = list(gpus)
+        self._limits = GpuLimits(min_w=spec.min_limit_w, max_w=spec.max_limit_w, default_w=spec.default_limit_w)
+        self._budget = BudgetState(
+            name=self.budget_name,
+            cap_w=site.cap_w,
+            gpu_uuids=tuple(g.uuid for g in gpus),
+            node_count=config.node_count,
+            per_node_base_w=site.per_node_base_w,
+            pue=site.pue,
+            target_utilization=site.target_utilization,
+            lower_above_fraction=site.lower_above_fraction,
+            raise_below_fraction=site.raise_below_fraction,
+            ramp_w_per_s=site.ramp_w_per_s,
+        )
+        self._period_s = config.control_period_s
+        self.last = None
+        self.decisions = 0
+
+    def tick(self, readings: Readings) -> FloatArray | None:
+        assert self._budget is not None and self._limits is not None, "setup() first"
+        states = {
+            g.uuid: GpuState(
+                uuid=g.uuid,
+                node=g.node,
+                tier=g.tier,
+                limits=self._limits,
+                enforced_limit_w=float(readings.enforced_limit_w[i]),
+                power_w=float(readings.power_w[i]),
+                floor_w=g.floor_w,
+                ceiling_w=g.ceiling_w,
+                priority=g.priority,
+                expected_w=g.expected_w,
+            )
+            for i, g in enumerate(self._gpus)
+        }
+        decision = decide([self._budget], states, self.last, dt_s=self._period_s)
+        self.last = decision
+        self.decisions += 1
+        limits = readings.enforced_limit_w.copy()
+        for i, g in enumerate(self._gpus):
+            watts = decision.limits.get(g.uuid)
+            if watts is not None:
+                limits[i] = watts
+        return np.asarray(limits, dtype=np.float64)

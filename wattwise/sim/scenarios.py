@@ -1,0 +1,120 @@
+"""Named scenarios: the site, its pools and its workload, built the same way for every run being compared.
+
+`headline`: a site whose cap fits N H100s at full power, run three ways on the same workload code and seed:
+(a) baseline, N GPUs, no control; (b) unmanaged, N x (1 + extra) GPUs, no control; (c) wattwise, the same
+N x (1 + extra) GPUs with the policy in the loop. The extra GPUs serve tolerant batch work. The constants and
+why they are what they are: docs/simulator.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from wattwise.crd.common import LatencyTier
+from wattwise.sim.controller import PolicyController
+from wattwise.sim.fleet import Controller, FleetConfig, SiteConfig, TierPool
+from wattwise.sim.gpu import GPU_SPECS, GpuSpec
+from wattwise.sim.trace import Trace, scale_trace, shipped_trace
+
+
+@dataclass(frozen=True)
+class HeadlineParams:
+    """Knobs of the headline scenario; the defaults are what `make demo` runs."""
+
+    gpus: int = 48  # N: the cap fits this many GPUs at full power
+    extra_gpus: float = 0.3  # oversubscription: (b) and (c) run N x (1 + extra) GPUs
+    gpu: str = "h100"
+    tensor_parallel: int = 2
+    gpus_per_node: int = 8
+    critical_share: float = 1 / 3  # of the N GPUs' replicas
+    standard_share: float = 1 / 6
+    critical_scale: float = 1.0  # request-rate multiplier of the trace for the critical tier
+    standard_scale: float = 1.0
+    per_node_base_w: float = 2000.0  # CPUs, memory, NICs, NVSwitch, fans of an 8-GPU HGX node
+    pue: float = 1.15
+    target_utilization: float = 0.95
+    duration_s: float | None = None  # default: the whole trace
+    physics_dt_s: float = 0.1
+    seed: int = 0
+    job_requests: int = 256
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    name: str
+    label: str
+    config: FleetConfig
+    controller: Controller | None
+
+
+def headline_cap_w(spec: GpuSpec, gpus: int, gpus_per_node: int, per_node_base_w: float, pue: float) -> float:
+    """The facility cap that fits `gpus` at full power: (N x max limit + their nodes' base) x PUE."""
+    nodes = -(-gpus // gpus_per_node)
+    return (gpus * spec.max_limit_w + nodes * per_node_base_w) * pue
+
+
+def headline(params: HeadlineParams, trace: Trace | None = None) -> list[ScenarioRun]:
+    """The three runs of the headline scenario, ready for `run_fleet`."""
+    spec = GPU_SPECS[params.gpu]
+    tp = params.tensor_parallel
+    if params.gpus % tp or params.gpus < 3 * tp:
+        raise ValueError(f"--gpus must be a multiple of {tp} and at least {3 * tp}")
+    if params.extra_gpus < 0:
+        raise ValueError("--extra-gpus must be >= 0")
+    source = trace if trace is not None else shipped_trace()
+    duration = params.duration_s if params.duration_s is not None else source.duration_s
+    source = source.window(0.0, duration)
+    replicas = params.gpus // tp
+    critical = max(1, round(replicas * params.critical_share))
+    standard = max(1, round(replicas * params.standard_share))
+    tolerant = replicas - critical - standard
+    if tolerant < 1:
+        raise ValueError("no replicas left for the tolerant tier: lower the critical/standard shares")
+    extra = round(params.gpus * params.extra_gpus / tp)
+
+    critical_trace = scale_trace(source, params.critical_scale, seed=params.seed)
+    # The standard tier sees the same service half a trace later: its bursts do not line up with critical's.
+    standard_trace = scale_trace(
+        source.window(source.duration_s / 2, source.duration_s), params.standard_scale, seed=params.seed + 1
+    )
+    pools = (
+        TierPool(
+            LatencyTier.CRITICAL, critical, critical_trace,
+            floor_w=0.9 * spec.default_limit_w, expected_w=600.0 / 700.0 * spec.max_limit_w, priority=100,
+        ),
+        TierPool(
+            LatencyTier.STANDARD, standard, standard_trace,
+            floor_w=0.5 * spec.default_limit_w, expected_w=400.0 / 700.0 * spec.max_limit_w,
+        ),
+        TierPool(
+            LatencyTier.TOLERANT, tolerant, None,
+            floor_w=spec.min_limit_w, expected_w=450.0 / 700.0 * spec.max_limit_w,
+            job_requests=params.job_requests, job_source=source,
+        ),
+    )
+    site = SiteConfig(
+        cap_w=headline_cap_w(spec, params.gpus, params.gpus_per_node, params.per_node_base_w, params.pue),
+        per_node_base_w=params.per_node_base_w,
+        pue=params.pue,
+        target_utilization=params.target_utilization,
+    )
+    base = FleetConfig(
+        spec=spec,
+        pools=pools,
+        site=site,
+        duration_s=duration,
+        gpus_per_node=params.gpus_per_node,
+        tensor_parallel=tp,
+        physics_dt_s=params.physics_dt_s,
+        seed=params.seed,
+    )
+    grown = replace(base, pools=(*pools[:2], replace(pools[2], replicas=tolerant + extra)))
+    n, m = base.gpu_count, grown.gpu_count
+    return [
+        ScenarioRun("baseline", f"(a) baseline, {n} GPUs, no control", base, None),
+        ScenarioRun("unmanaged", f"(b) unmanaged, {m} GPUs, no control", grown, None),
+        ScenarioRun("wattwise", f"(c) wattwise, {m} GPUs, policy in the loop", grown, PolicyController()),
+    ]
+
+
+SCENARIOS = {"headline": headline}
