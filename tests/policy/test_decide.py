@@ -137,3 +137,15 @@ def test_non_gpu_share_and_pue_shrink_the_gpu_allowance() -> None:
     d = decide([b], {"t": gpu("t", LatencyTier.TOLERANT, 690.0)})
     assert d.limits["t"] == 700.0  # 750 W allowed: the GPU's maximum fits
     assert d.budgets["site"].facility_draw_w == pytest.approx((690.0 + 200.0) * 1.15)
+
+
+def test_idle_standard_gpu_does_not_pin_tolerant_work_to_floors() -> None:
+    """Regression (headline scenario): an idle standard GPU's limit sits at its demand, which does not bind."""
+    gpus = {
+        "c": gpu("c", LatencyTier.CRITICAL, 75.0, expected_w=600.0, floor_w=630.0),
+        "s": gpu("s", LatencyTier.STANDARD, 75.0, floor_w=350.0),
+        "t": gpu("t", LatencyTier.TOLERANT, 200.0, limit=200.0, floor_w=200.0),
+    }
+    d = decide([budget(1700, list(gpus), ramp_w_per_s=100.0)], gpus)
+    assert d.limits["c"] == 700.0
+    assert d.limits["t"] == 300.0  # raised on the ramp, not held at its floor

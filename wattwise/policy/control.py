@@ -77,14 +77,27 @@ def _ramped(
     return out
 
 
-def _protect(limits: dict[str, float], budgets: Iterable[BudgetState], members: Mapping[str, list[GpuState]]) -> None:
-    """Hold less protected tiers at their floors while a more protected GPU in the same budget is limited."""
+def _squeezed(g: GpuState, limit: float, demand: Mapping[str, float]) -> bool:
+    """Held below what it should have: a critical GPU below its ceiling (any limit on critical work counts),
+    any other GPU below its demand (a limit sized to an idle GPU's use does not bind)."""
+    if g.tier is LatencyTier.CRITICAL:
+        return limit < g.ceiling - _EPS
+    return limit < demand.get(g.uuid, g.ceiling) - _EPS
+
+
+def _protect(
+    limits: dict[str, float],
+    budgets: Iterable[BudgetState],
+    members: Mapping[str, list[GpuState]],
+    demand: Mapping[str, float],
+) -> None:
+    """Hold less protected tiers at their floors while a more protected GPU in the same budget is squeezed."""
     for b in budgets:
-        live = [g for g in members[b.name] if g.uuid in limits]
-        limited_ranks = [g.tier.rank for g in live if limits[g.uuid] < g.ceiling - _EPS]
-        if not limited_ranks:
+        live = [g for g in members[b.name] if g.uuid in limits and g.fresh]
+        squeezed_ranks = [g.tier.rank for g in live if _squeezed(g, limits[g.uuid], demand)]
+        if not squeezed_ranks:
             continue
-        top = min(limited_ranks)
+        top = min(squeezed_ranks)
         for g in live:
             if g.tier.rank > top:
                 limits[g.uuid] = min(limits[g.uuid], g.floor)
@@ -179,10 +192,10 @@ def decide(
         all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare)
 
     limits = _ramped(enforce_targets, _start_points(in_any, {}, prefer_enforced=True), ramp, dt_s)
-    _protect(limits, enforce, members)
+    _protect(limits, enforce, members, demand)
     previous_recommended = previous.recommended if previous else {}
     recommended = _ramped(all_targets, _start_points(in_any, previous_recommended, prefer_enforced=False), ramp, dt_s)
-    _protect(recommended, budgets, members)
+    _protect(recommended, budgets, members, demand)
 
     # A stale GPU cannot be steered: keep whatever was last decided for it so it gets that when it returns.
     previous_limits = previous.limits if previous else {}
