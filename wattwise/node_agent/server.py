@@ -30,10 +30,12 @@ class HealthServer:
         registry: CollectorRegistry,
         snapshot: Callable[[], Snapshot],
         stale_after_s: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
         self._snapshot = snapshot
         self._stale_after_s = stale_after_s
+        self._monotonic = monotonic  # the agent's clock
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -62,9 +64,10 @@ class HealthServer:
         snap = self._snapshot()
         if path == "/healthz":
             last = snap.last_tick_monotonic_s
-            if last is None or time.monotonic() - last <= self._stale_after_s:
+            age = self._monotonic() - last if last is not None else 0.0
+            if age <= self._stale_after_s:
                 return 200, "text/plain", b"ok\n"
-            return 503, "text/plain", f"no sample for {time.monotonic() - last:.0f} s\n".encode()
+            return 503, "text/plain", f"no sample for {age:.0f} s\n".encode()
         if path == "/readyz":
             if snap.ticks > 0:
                 return 200, "text/plain", f"ok: {len(snap.readings)} GPU(s), operator {snap.mode.value}\n".encode()
