@@ -17,6 +17,7 @@ import wattwise
 ROLE_MODULES: tuple[str, ...] = (
     "wattwise.commands.validate",
     "wattwise.scheduler_extender.cli",
+    "wattwise.node_agent.cli",
     "wattwise.commands.simulate",
 )
 

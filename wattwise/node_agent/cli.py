@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         agent.backend.name,
         len(agent.backend.uuids),
         args.operator_url or "none (standalone)",
-        args.listen,
+        f"{host or '0.0.0.0'}:{server.port}",
     )
 
     stop = threading.Event()
