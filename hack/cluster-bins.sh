@@ -6,8 +6,8 @@
 #   hack/cluster-bins.sh build   build what is missing, then print the folder
 #
 # The folder is ${WATTWISE_BIN_DIR:-$HOME/.cache/wattwise/bin/k8s-<version>-<hash>}, where <hash> covers the
-# Go sources, go.mod/go.sum, the kwok tag and the Go version: a change to any of them gets a fresh folder,
-# and an unchanged tree does no work at all (no `go` call). Builds land in a temporary folder that is renamed
+# Go sources, go.mod/go.sum and the pinned versions: a change to any of them gets a fresh folder, and an
+# unchanged tree does no work at all (not even a `go` call, so prebuilt binaries serve a machine without Go). Builds land in a temporary folder that is renamed
 # into place only when complete, under a lock, so concurrent callers never see a half-built set.
 set -euo pipefail
 
@@ -22,12 +22,7 @@ source_hash() {
         (cd "$HACK_DIR" && find k8s etcd -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) \
             -print0 | sort -z | xargs -0 sha256sum)
         echo "kwok $KWOK_VERSION k8s $K8S_VERSION"
-        go_version_or_none
     } | sha256sum | cut -c1-12
-}
-
-go_version_or_none() {
-    if command -v go >/dev/null 2>&1; then go env GOVERSION; else echo "no-go"; fi
 }
 
 bin_dir() {

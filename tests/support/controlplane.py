@@ -151,7 +151,7 @@ def wattwise_scheduler_config(kubeconfig_path: pathlib.Path, url_prefix: str) ->
         from wattwise.scheduler_extender import schedconfig
     except ImportError:
         return cluster_config.scheduler_config(kubeconfig_path, cluster_config.WATTWISE_SCHEDULER, url_prefix)
-    config = schedconfig.render(url_prefix, include_default_profile=False)
+    config = schedconfig.render_scheduler_config(url_prefix)
     config["clientConnection"] = {"kubeconfig": str(kubeconfig_path)}
     config["leaderElection"] = {"leaderElect": False}
     return config
@@ -400,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=pathlib.Path, help="keep state and logs here (default: a temp dir)")
     parser.add_argument("--no-crds", action="store_true", help="do not install the Wattwise CRDs")
+    parser.add_argument("--once", action="store_true", help="start, print the banner, stop (to time a start)")
     args = parser.parse_args(argv)
 
     def interrupt(signum: int, frame: object) -> None:
@@ -415,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_crds:
                 install_crds(plane.api_client)
             print(_banner(plane), flush=True)
-            while True:
+            while not args.once:
                 plane.supervisor.check()
                 time.sleep(1)
         except KeyboardInterrupt:
