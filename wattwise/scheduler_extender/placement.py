@@ -51,7 +51,10 @@ class Outcome(enum.StrEnum):
 
     @property
     def rejects(self) -> bool:
-        return self.value.startswith("reject_")
+        return self in _REJECTS
+
+
+_REJECTS = frozenset(o for o in Outcome if o.value.startswith("reject_"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,6 +98,16 @@ def _pass_through(nodes: Sequence[str], outcome: Outcome, reason: str = "") -> D
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a node's budgets say about the pod, shared by every node with the same budgets and GPU model."""
+
+    outcome: Outcome
+    reason: str
+    h: float | None = None
+    needs: Mapping[str, BudgetClaim] = dataclasses.field(default_factory=dict)
+
+
 class _Evaluator:
     """Per-request state: budget availability and reason strings computed once, shared by every node."""
 
@@ -114,6 +127,7 @@ class _Evaluator:
             config,
         )
         self._avail: dict[str, tuple[float, float]] = {}
+        self._verdicts: dict[tuple[tuple[str, ...], float], _Verdict] = {}
         self._reasons: dict[tuple[object, ...], str] = {}
 
     def available(self, budget: str) -> tuple[float, float]:
@@ -135,21 +149,35 @@ class _Evaluator:
         product = self.labels.get(node, {}).get(GPU_PRODUCT_LABEL)
         return nameplate_for_product(product) or FALLBACK_NAMEPLATE_W
 
-    def evaluate(self, node: str) -> tuple[Outcome, str, float | None, float | None, dict[str, BudgetClaim]]:
-        """(outcome, reason if rejected, headroom fraction h, thermal fraction t, need per budget)."""
+    def evaluate(self, node: str) -> tuple[Outcome, str, float | None, float | None, _Verdict | None]:
+        """(outcome, reason if rejected, headroom fraction h, thermal fraction t, the budget verdict used)."""
         facts = self.snapshot.nodes.get(node)
         if facts is None:
-            return Outcome.PASS_UNKNOWN_NODE, "", None, None, {}
+            return Outcome.PASS_UNKNOWN_NODE, "", None, None, None
         if not facts.budgets:
-            return Outcome.PASS_UNMANAGED, "", None, None, {}
-        d, tier = self.demand, self.demand.tier
+            return Outcome.PASS_UNMANAGED, "", None, None, None
         nameplate = self.nameplate(node, facts)
+        # Nodes of one rack share budgets and GPU model: judge the budgets once per such group.
+        key = (facts.budgets, nameplate)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = self._judge_budgets(facts.budgets, nameplate)
+        if verdict.outcome in _REJECTS:
+            return verdict.outcome, verdict.reason, None, None, verdict
+        threshold = facts.thermal_threshold_c or self.config.thermal_threshold_c
+        temp = facts.max_temperature_c
+        if self.demand.tier is LatencyTier.CRITICAL and temp is not None and temp >= threshold:
+            return Outcome.REJECT_THERMAL, self._thermal_reason(temp, threshold), None, None, verdict
+        return verdict.outcome, "", verdict.h, scoring.thermal_fraction(temp, threshold), verdict
+
+    def _judge_budgets(self, budgets: tuple[str, ...], nameplate: float) -> _Verdict:
+        d = self.demand
         per_gpu = d.watts_per_gpu(nameplate)
-        protected = tier is not LatencyTier.TOLERANT
+        protected = d.tier is not LatencyTier.TOLERANT
         needs: dict[str, BudgetClaim] = {}
         h: float | None = None
         checked = False
-        for name in facts.budgets:
+        for name in budgets:
             b = self.snapshot.budgets[name]
             need_g = d.gpus * per_gpu * b.pue if protected else 0.0
             need_n = d.gpus * nameplate * b.pue
@@ -159,32 +187,15 @@ class _Evaluator:
             checked = True
             g_avail, n_room = self.available(name)
             if protected and need_g > g_avail:
-                return (
-                    Outcome.REJECT_HEADROOM,
-                    self._headroom_reason(name, g_avail, need_g, per_gpu),
-                    None,
-                    None,
-                    {},
-                )
+                return _Verdict(Outcome.REJECT_HEADROOM, self._headroom_reason(name, g_avail, need_g, per_gpu))
             if not protected and not b.feasible:
-                return Outcome.REJECT_INFEASIBLE, self._infeasible_reason(name), None, None, {}
+                return _Verdict(Outcome.REJECT_INFEASIBLE, self._infeasible_reason(name))
             if not protected and need_n > n_room:
-                return (
-                    Outcome.REJECT_OVERSUBSCRIPTION,
-                    self._oversub_reason(name, n_room, need_n),
-                    None,
-                    None,
-                    {},
-                )
+                return _Verdict(Outcome.REJECT_OVERSUBSCRIPTION, self._oversub_reason(name, n_room, need_n))
             frac = scoring.headroom_fraction(g_avail - need_g, b.target_w)
             if frac is not None:
                 h = frac if h is None else min(h, frac)
-        threshold = facts.thermal_threshold_c or self.config.thermal_threshold_c
-        temp = facts.max_temperature_c
-        if tier is LatencyTier.CRITICAL and temp is not None and temp >= threshold:
-            return Outcome.REJECT_THERMAL, self._thermal_reason(temp, threshold), None, None, {}
-        t = scoring.thermal_fraction(temp, threshold)
-        return (Outcome.PASS if checked else Outcome.PASS_DEGRADED), "", h, t, needs
+        return _Verdict(Outcome.PASS if checked else Outcome.PASS_DEGRADED, "", h, needs)
 
     def _cached(self, key: tuple[object, ...], text: str) -> str:
         # Identical reasons let kube-scheduler aggregate them ("3 wattwise: ...") in the pod's event.
@@ -259,14 +270,23 @@ def decide(
         return _pass_through(nodes, Outcome.PASS_DEGRADED, why)
     ev = _Evaluator(demand, snapshot, reserved, labels, config)
     out = Decision()
+    claimed: set[int] = set()
+    tally: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+    memo: dict[tuple[float | None, float | None], int] = {}
     for node in nodes:
-        outcome, reason, h, t, needs = ev.evaluate(node)
-        out.outcomes[outcome] += 1
-        if outcome.rejects:
+        outcome, reason, h, t, verdict = ev.evaluate(node)
+        tally[outcome] += 1
+        if outcome in _REJECTS:
             out.rejected[node] = reason
             out.scores[node] = 0
             continue
         out.passed.append(node)
-        out.scores[node] = scoring.score(demand.tier, h, t)
-        _merge_need(out.claim, needs)
+        score = memo.get((h, t))
+        if score is None:
+            score = memo[(h, t)] = scoring.score(demand.tier, h, t)
+        out.scores[node] = score
+        if verdict is not None and id(verdict) not in claimed:
+            claimed.add(id(verdict))
+            _merge_need(out.claim, verdict.needs)
+    out.outcomes.update({k: v for k, v in tally.items() if v})
     return out
