@@ -1,8 +1,10 @@
 """Run the control-plane processes so that none outlives its owner, and see what they hold while they run.
 
 Each process gets its own session (so a whole process group can be signalled), a log file, and a parent-death
-signal (so even a `kill -9` of pytest takes them down). Stopping sends SIGTERM to each group in reverse start
-order, waits, then SIGKILLs what is left. The /proc readers let a test prove that nothing stays behind.
+signal (so even a `kill -9` of pytest takes them down: SIGKILL, because they all get it at once and an API
+server whose etcd has just vanished can hang in its graceful shutdown). Stopping sends SIGTERM to each group
+in reverse start order, waits, then SIGKILLs what is left. The /proc readers let a test prove that nothing
+stays behind.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ class ProcessDied(RuntimeError):
 
 
 def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGTERM it when the process that started it dies."""
+    """Runs in the child between fork and exec: SIGKILL it when the process that started it dies."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclasses.dataclass
