@@ -11,7 +11,7 @@ import pytest
 from wattwise.crd.common import LatencyTier
 from wattwise.sim.calibration import FloatArray, serving_profile
 from wattwise.sim.fleet import FleetConfig, GpuInfo, Readings, SiteConfig, TierPool, layout, run_fleet
-from wattwise.sim.gpu import H100_SXM
+from wattwise.sim.gpu import A40, H100_SXM
 from wattwise.sim.serving import BacklogReplicas, RequestLog, RequestReplicas, make_jobs
 from wattwise.sim.trace import Trace, shipped_trace
 
@@ -174,3 +174,8 @@ def test_controller_out_of_range_limit_is_refused() -> None:
 
     with pytest.raises(ValueError, match="outside"):
         run_fleet("bad", replace(small_config(duration_s=5.0)), Bad())
+
+
+def test_gpu_without_a_serving_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="no serving profile"):
+        run_fleet("a40", replace(small_config(duration_s=5.0), spec=A40))

@@ -101,4 +101,5 @@ def test_bad_trace_is_a_clear_error(tmp_path: pathlib.Path, capsys: pytest.Captu
 def test_bad_arguments_are_refused(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--scale", "0", "--out", str(tmp_path)]) == 2
     assert main(["simulate", "--gpus", "3", "--out", str(tmp_path)]) == 2
+    assert main(["simulate", "--target", "1.5", "--out", str(tmp_path)]) == 2
     assert "multiple of 2" in capsys.readouterr().err

@@ -37,7 +37,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="N: GPUs the cap fits at full power (default %(default)s)")
     p.add_argument("--extra-gpus", type=float, default=HeadlineParams.extra_gpus,
                    help="extra GPUs of the oversubscribed runs, as a share of N (default %(default)s)")
-    p.add_argument("--gpu", choices=("h100", "a100", "a40"), default=HeadlineParams.gpu)
+    p.add_argument("--gpu", choices=("h100", "a100"), default=HeadlineParams.gpu,
+                   help="GPU model of the site (default %(default)s)")
+    p.add_argument("--target", type=float, default=HeadlineParams.target_utilization,
+                   help="the budget's targetUtilization, share of the cap to aim at (default %(default)s)")
     p.add_argument("--duration", type=float, help="simulated seconds per run (default: the whole trace)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("reports"),
@@ -60,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if args.scale <= 0:
         print("wattwise simulate: --scale must be positive", file=sys.stderr)
         return 2
+    if not 0 < args.target <= 1:
+        print("wattwise simulate: --target must be in (0, 1]", file=sys.stderr)
+        return 2
     try:
         trace = _trace(args)
     except TraceError as exc:
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         gpu=args.gpu,
         critical_scale=HeadlineParams.critical_scale * args.scale,
         standard_scale=HeadlineParams.standard_scale * args.scale,
+        target_utilization=args.target,
         duration_s=args.duration,
         seed=args.seed,
     )
@@ -83,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         if not args.json:
             print(f"running {r.label} ...", file=sys.stderr, flush=True)
-        results.append((r.name, r.label, run_fleet(r.name, r.config, r.controller)))
+        try:
+            results.append((r.name, r.label, run_fleet(r.name, r.config, r.controller)))
+        except ValueError as exc:
+            print(f"wattwise simulate: {exc}", file=sys.stderr)
+            return 2
     param_dict: dict[str, Any] = dataclasses.asdict(params)
     param_dict["scale"] = args.scale
     report = build_report(args.scenario, trace.name, param_dict, results)

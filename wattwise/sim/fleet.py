@@ -158,7 +158,9 @@ def run_fleet(name: str, config: FleetConfig, controller: Controller | None = No
     """Run one fleet for `config.duration_s` simulated seconds; deterministic for a given config."""
     started = time.perf_counter()
     tp = config.tensor_parallel
-    profile: ServingProfile = serving_profile(tensor_parallel=tp)
+    if config.spec.serving_hardware is None:
+        raise ValueError(f"no serving profile for {config.spec.name}: the fleet simulator needs one")
+    profile: ServingProfile = serving_profile(hardware=config.spec.serving_hardware, tensor_parallel=tp)
     gpus = layout(config)
     n = len(gpus)
     bank = GpuBank(config.spec, n, ambient_c=config.ambient_c)

@@ -61,6 +61,8 @@ class GpuSpec:
     min_sm_clock_mhz: int = 210
     idle_sm_clock_mhz: int = 345
     mem_clock_mhz: int = 2619
+    #: `hardware` of this GPU's rows in the Splitwise perf model (None: no serving profile for this GPU).
+    serving_hardware: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.min_limit_w <= self.default_limit_w <= self.max_limit_w:
@@ -78,6 +80,7 @@ H100_SXM = GpuSpec(
     idle_w=75.0,
     prefill_w=700.0,
     decode_w=380.0,
+    serving_hardware="h100-80gb",
 )
 A100_SXM = GpuSpec(
     name="NVIDIA A100-SXM4-80GB",
@@ -91,6 +94,7 @@ A100_SXM = GpuSpec(
     memory_thermal_resistance_c_per_w=0.12,
     max_sm_clock_mhz=1410,
     mem_clock_mhz=1593,
+    serving_hardware="a100-80gb",
 )
 # A40: the Zeus sweep's GPU (100-300 W); decode share scaled like the H100's (380/700).
 A40 = GpuSpec(
