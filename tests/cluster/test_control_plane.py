@@ -67,6 +67,26 @@ def test_service_account_token_passes_token_review(
     assert not review(token[:-4] + "AAAA").get("authenticated")
 
 
+def test_pod_bound_token_names_the_node(
+    control_plane: ControlPlane, make_gpu_node: MakeGpuNode, kube_api: KubeApi, k8s_cleanup: Cleanup
+) -> None:
+    """What an agent presents: a token bound to its pod, which TokenReview resolves to the pod's node."""
+    namespace = _namespace(kube_api, k8s_cleanup, "agent")
+    node = make_gpu_node(_unique("gpu"), gpus=1)
+    # No ServiceAccount admission here, so the pod names its account itself (nothing defaults it to "default").
+    spec = {"nodeName": node, "serviceAccountName": "agent", "containers": [{"name": "a", "image": "x"}]}
+    pod = {"metadata": {"name": "agent"}, "spec": spec}
+    k8s_cleanup.add(rest_call(kube_api.api_client, "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod))
+    token = control_plane.service_account_token(namespace, "agent", bound_pod="agent", audiences=("wattwise",))
+
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": ["wattwise"]}}  # fmt: skip
+    review = rest_call(kube_api.api_client, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=body)
+    assert review["status"]["authenticated"] is True
+    assert review["status"]["user"]["extra"]["authentication.kubernetes.io/node-name"] == [node]
+    assert review["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"] == ["agent"]
+
+
 def test_rbac_is_enforced_for_service_accounts(
     control_plane: ControlPlane, kube_api: KubeApi, k8s_cleanup: Cleanup
 ) -> None:
