@@ -10,7 +10,8 @@ import pytest
 
 from wattwise.crd.common import LatencyTier
 from wattwise.sim.calibration import FloatArray, serving_profile
-from wattwise.sim.fleet import FleetConfig, GpuInfo, Readings, SiteConfig, TierPool, layout, run_fleet
+from wattwise.sim.controller import PolicyController
+from wattwise.sim.fleet import FleetConfig, GpuInfo, PowerDomain, Readings, TierPool, layout, run_fleet
 from wattwise.sim.gpu import A40, H100_SXM
 from wattwise.sim.serving import BacklogReplicas, RequestLog, RequestReplicas, make_jobs
 from wattwise.sim.trace import Trace, shipped_trace
@@ -32,7 +33,7 @@ def small_config(duration_s: float = 60.0, seed: int = 0) -> FleetConfig:
         TierPool(LatencyTier.STANDARD, 1, source.window(600.0, duration_s), floor_w=350.0),
         TierPool(LatencyTier.TOLERANT, 2, None, floor_w=200.0, job_requests=16, job_source=source),
     )
-    site = SiteConfig(cap_w=(10 * 700 + 2 * 2000) * 1.15, per_node_base_w=2000.0, pue=1.15)
+    site = PowerDomain(cap_w=(10 * 700 + 2 * 2000) * 1.15, per_node_base_w=2000.0, pue=1.15)
     return FleetConfig(spec=H100_SXM, pools=pools, site=site, duration_s=duration_s, seed=seed)
 
 
@@ -105,12 +106,15 @@ def test_backlog_runs_jobs_back_to_back() -> None:
     assert pool.tokens[0] > pool.tokens[1] * 1.8  # half the speed, about half the tokens
 
 
-def test_layout_puts_tensor_parallel_pairs_on_nodes() -> None:
-    gpus = layout(small_config())
+def test_layout_spreads_tensor_parallel_pairs_over_nodes() -> None:
+    gpus = layout(small_config())  # 5 replicas of 2 GPUs, 8 GPUs per node -> 2 nodes
     assert len(gpus) == 10
-    assert [g.node for g in gpus[:9]] == ["node-00"] * 8 + ["node-01"]
+    assert [g.node for g in gpus] == ["node-00"] * 2 + ["node-01"] * 2 + ["node-00"] * 2 + ["node-01"] * 2 + [
+        "node-00"
+    ] * 2
     assert [g.tier for g in gpus[:4]] == [LatencyTier.CRITICAL] * 4
     assert len({g.uuid for g in gpus}) == 10
+    assert sum(g.node == "node-00" for g in gpus) <= 8
 
 
 def test_fleet_run_is_deterministic_by_seed() -> None:
@@ -179,3 +183,21 @@ def test_controller_out_of_range_limit_is_refused() -> None:
 def test_gpu_without_a_serving_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="no serving profile"):
         run_fleet("a40", replace(small_config(duration_s=5.0), spec=A40))
+
+
+def test_racks_are_metered_and_each_becomes_a_budget() -> None:
+    base = small_config(duration_s=20.0)
+    racks = (
+        PowerDomain(cap_w=6000.0, per_node_base_w=2000.0, pue=1.0, name="rack-a", nodes=(0,)),
+        PowerDomain(cap_w=6000.0, per_node_base_w=2000.0, pue=1.0, name="rack-b", nodes=(1, 7)),
+    )
+    config = replace(base, racks=racks)
+    assert config.domain_nodes(racks[1]) == (1,)  # node 7 does not exist in this fleet
+    controller = PolicyController()
+    result = run_fleet("racks", config, controller)
+    assert set(result.domain_w) == {"site", "rack-a", "rack-b"}
+    it_power = result.domain_w["rack-a"] + result.domain_w["rack-b"]
+    assert np.allclose(it_power * 1.15, result.facility_w)  # racks partition the site; the site adds PUE
+    assert controller.last is not None
+    assert set(controller.last.budgets) == {"site", "rack-a", "rack-b"}
+    assert controller.last.budgets["rack-a"].gpus == sum(g.node == "node-00" for g in result.gpus)

@@ -44,6 +44,21 @@ def test_json_report_has_the_stable_keys(short_headline: tuple[dict[str, Any], p
     assert report["runs"]["baseline"]["gpus"] == 16
     assert report["runs"]["wattwise"]["gpus"] == 20  # 16 x 1.3, rounded to whole 2-GPU replicas
     assert len(report["criteria"]) == 5
+    site = report["runs"]["unmanaged"]["domains"]["site"]
+    assert site["seconds_above_cap_fraction"] == report["runs"]["unmanaged"]["seconds_above_cap_fraction"]
+
+
+def test_rack_budgets_hold_under_wattwise(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", "--gpus", "16", "--duration", "120", "--rack-nodes", "1", "--rack-cap", "0.8",
+                 "--json", "--no-plot", "--out", str(tmp_path)])
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert code == 0
+    assert set(runs["baseline"]["domains"]) == {"site", "rack-0", "rack-1"}
+    assert set(runs["wattwise"]["domains"]) == {"site", "rack-0", "rack-1", "rack-2"}
+    unmanaged = max(d["seconds_above_cap_fraction"] for d in runs["unmanaged"]["domains"].values())
+    managed = max(d["seconds_above_cap_fraction"] for d in runs["wattwise"]["domains"].values())
+    assert unmanaged > 0.2
+    assert managed <= 0.03
 
 
 def test_wattwise_stays_under_the_cap_where_unmanaged_does_not(

@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="GPU model of the site (default %(default)s)")
     p.add_argument("--target", type=float, default=HeadlineParams.target_utilization,
                    help="the budget's targetUtilization, share of the cap to aim at (default %(default)s)")
+    p.add_argument("--rack-nodes", type=int, default=0,
+                   help="also give every K nodes a rack PDU budget inside the site (default: none)")
+    p.add_argument("--rack-cap", type=float, default=HeadlineParams.rack_cap_fraction,
+                   help="a rack's cap as a share of its nodes' full IT power (default %(default)s)")
     p.add_argument("--duration", type=float, help="simulated seconds per run (default: the whole trace)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("reports"),
@@ -78,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         critical_scale=HeadlineParams.critical_scale * args.scale,
         standard_scale=HeadlineParams.standard_scale * args.scale,
         target_utilization=args.target,
+        rack_nodes=args.rack_nodes,
+        rack_cap_fraction=args.rack_cap,
         duration_s=args.duration,
         seed=args.seed,
     )

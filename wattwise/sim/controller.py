@@ -13,43 +13,49 @@ import numpy as np
 
 from wattwise.policy import BudgetState, Decision, GpuLimits, GpuState, decide
 from wattwise.sim.calibration import FloatArray
-from wattwise.sim.fleet import FleetConfig, GpuInfo, Readings
+from wattwise.sim.fleet import FleetConfig, GpuInfo, Readings, node_name
 
 
 class PolicyController:
-    """Calls `decide` once per control period with the previous Decision; returns the Enforce limits."""
+    """Calls `decide` once per control period (one Enforce budget per power domain) with the previous Decision;
+    returns the limits to apply."""
 
-    def __init__(self, budget_name: str = "site") -> None:
-        self.budget_name = budget_name
+    def __init__(self) -> None:
         self.decisions = 0
         self.last: Decision | None = None
         self._gpus: list[GpuInfo] = []
-        self._budget: BudgetState | None = None
+        self._budgets: list[BudgetState] = []
         self._limits: GpuLimits | None = None
         self._period_s = 1.0
 
     def setup(self, config: FleetConfig, gpus: Sequence[GpuInfo]) -> None:
-        spec, site = config.spec, config.site
+        spec = config.spec
         self._gpus = list(gpus)
         self._limits = GpuLimits(min_w=spec.min_limit_w, max_w=spec.max_limit_w, default_w=spec.default_limit_w)
-        self._budget = BudgetState(
-            name=self.budget_name,
-            cap_w=site.cap_w,
-            gpu_uuids=tuple(g.uuid for g in gpus),
-            node_count=config.node_count,
-            per_node_base_w=site.per_node_base_w,
-            pue=site.pue,
-            target_utilization=site.target_utilization,
-            lower_above_fraction=site.lower_above_fraction,
-            raise_below_fraction=site.raise_below_fraction,
-            ramp_w_per_s=site.ramp_w_per_s,
-        )
+        self._budgets = []
+        for domain in config.domains:
+            nodes = config.domain_nodes(domain)
+            names = {node_name(n) for n in nodes}
+            self._budgets.append(
+                BudgetState(
+                    name=domain.name,
+                    cap_w=domain.cap_w,
+                    gpu_uuids=tuple(g.uuid for g in gpus if g.node in names),
+                    node_count=len(nodes),
+                    per_node_base_w=domain.per_node_base_w,
+                    pue=domain.pue,
+                    target_utilization=domain.target_utilization,
+                    lower_above_fraction=domain.lower_above_fraction,
+                    raise_below_fraction=domain.raise_below_fraction,
+                    ramp_w_per_s=domain.ramp_w_per_s,
+                )
+            )
         self._period_s = config.control_period_s
         self.last = None
         self.decisions = 0
 
     def tick(self, readings: Readings) -> FloatArray | None:
-        assert self._budget is not None and self._limits is not None, "setup() first"
+        assert self._budgets and self._limits is not None, "setup() first"
         states = {
             g.uuid: GpuState(
                 uuid=g.uuid,
@@ -65,7 +71,7 @@ class PolicyController:
             )
             for i, g in enumerate(self._gpus)
         }
-        decision = decide([self._budget], states, self.last, dt_s=self._period_s)
+        decision = decide(self._budgets, states, self.last, dt_s=self._period_s)
         self.last = decision
         self.decisions += 1
         limits = readings.enforced_limit_w.copy()

@@ -44,12 +44,17 @@ class TierPool:
 
 
 @dataclass(frozen=True)
-class SiteConfig:
-    """The power domain: its cap and the non-GPU share of facility power."""
+class PowerDomain:
+    """A power domain (facility, row, rack, PDU): its cap, its nodes and the non-GPU share of its power.
+
+    `nodes` None means every node of the fleet (the site). A rack PDU meters IT power: give it pue 1.0.
+    """
 
     cap_w: float
     per_node_base_w: float
     pue: float
+    name: str = "site"
+    nodes: tuple[int, ...] | None = None
     target_utilization: float = 0.95
     lower_above_fraction: float = 0.98
     raise_below_fraction: float = 0.90
@@ -60,7 +65,7 @@ class SiteConfig:
 class FleetConfig:
     spec: GpuSpec
     pools: tuple[TierPool, ...]
-    site: SiteConfig
+    site: PowerDomain
     duration_s: float
     gpus_per_node: int = 8
     tensor_parallel: int = 2
@@ -68,6 +73,16 @@ class FleetConfig:
     control_period_s: float = 1.0
     seed: int = 0
     ambient_c: float = 25.0
+    racks: tuple[PowerDomain, ...] = ()  # domains inside the site; every one of them holds at once
+
+    @property
+    def domains(self) -> tuple[PowerDomain, ...]:
+        return (self.site, *self.racks)
+
+    def domain_nodes(self, domain: PowerDomain) -> tuple[int, ...]:
+        """The fleet's nodes in a domain (a rack may name nodes this fleet does not have)."""
+        every = range(self.node_count)
+        return tuple(every) if domain.nodes is None else tuple(n for n in domain.nodes if n < self.node_count)
 
     @property
     def gpu_count(self) -> int:
@@ -84,6 +99,7 @@ class GpuInfo:
 
     uuid: str
     node: str
+    node_index: int
     tier: LatencyTier
     floor_w: float | None
     ceiling_w: float | None
@@ -116,6 +132,7 @@ class RunResult:
     config: FleetConfig
     gpus: list[GpuInfo]
     facility_w: FloatArray
+    domain_w: dict[str, FloatArray]  # every domain's metered power per second (the site's is facility_w)
     gpu_w: FloatArray
     tier_gpu_w: dict[LatencyTier, FloatArray]
     limited_gpus: FloatArray  # GPUs whose limit is below their default, per second
@@ -130,16 +147,44 @@ class RunResult:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+def node_name(index: int) -> str:
+    return f"node-{index:02d}"
+
+
+def replica_nodes(config: FleetConfig) -> list[int]:
+    """The node of every replica, in pool order: spread round-robin over the nodes, as a scheduler spreading
+    pods would place them, so every node (and rack) runs a mix of tiers."""
+    per_node = config.gpus_per_node // config.tensor_parallel
+    if per_node < 1 or config.gpus_per_node % config.tensor_parallel:
+        raise ValueError("gpus_per_node must be a multiple of tensor_parallel")
+    total = sum(p.replicas for p in config.pools)
+    nodes = -(-total // per_node)
+    free = [per_node] * nodes
+    out: list[int] = []
+    cursor = 0
+    for _ in range(total):
+        while free[cursor % nodes] == 0:
+            cursor += 1
+        node = cursor % nodes
+        free[node] -= 1
+        out.append(node)
+        cursor += 1
+    return out
+
+
 def layout(config: FleetConfig) -> list[GpuInfo]:
-    """GPUs in pool order, `tensor_parallel` per replica, `gpus_per_node` per node."""
+    """GPUs in pool order, `tensor_parallel` per replica, replicas spread over the nodes (`replica_nodes`)."""
+    placement = replica_nodes(config)
     out: list[GpuInfo] = []
     for pool in config.pools:
         for _ in range(pool.replicas * config.tensor_parallel):
             i = len(out)
+            node = placement[i // config.tensor_parallel]
             out.append(
                 GpuInfo(
                     uuid=gpu_uuid(config.seed, i),
-                    node=f"node-{i // config.gpus_per_node:02d}",
+                    node=node_name(node),
+                    node_index=node,
                     tier=pool.tier,
                     floor_w=pool.floor_w,
                     ceiling_w=pool.ceiling_w,
@@ -150,8 +195,11 @@ def layout(config: FleetConfig) -> list[GpuInfo]:
     return out
 
 
-def facility_w(site: SiteConfig, gpu_w: float | FloatArray, nodes: int) -> float | FloatArray:
-    return (gpu_w + nodes * site.per_node_base_w) * site.pue
+def domain_power_w(config: FleetConfig, domain: PowerDomain, node_gpu_w: FloatArray) -> FloatArray:
+    """A domain's power per second from per-node GPU power (seconds x nodes): (GPU + node base) x PUE."""
+    nodes = list(config.domain_nodes(domain))
+    gpu = node_gpu_w[:, nodes].sum(axis=1)
+    return np.asarray((gpu + len(nodes) * domain.per_node_base_w) * domain.pue, dtype=np.float64)
 
 
 def run_fleet(name: str, config: FleetConfig, controller: Controller | None = None) -> RunResult:
@@ -199,6 +247,8 @@ def run_fleet(name: str, config: FleetConfig, controller: Controller | None = No
     default = config.spec.default_limit_w
 
     tier_sec = np.zeros((seconds, len(TIERS)))
+    node_of_gpu = np.array([g.node_index for g in gpus])
+    node_sec = np.zeros((seconds, config.node_count))
     limited_sec = np.zeros(seconds)
     power_acc = np.zeros(n)
     acc_steps = 0
@@ -222,6 +272,7 @@ def run_fleet(name: str, config: FleetConfig, controller: Controller | None = No
         acc_steps += 1
         sec = k // steps_per_second
         tier_sec[sec] += np.bincount(tier_of_gpu, weights=bank.power_w, minlength=len(TIERS))
+        node_sec[sec] += np.bincount(node_of_gpu, weights=bank.power_w, minlength=config.node_count)
 
         if (k + 1) % per_tick == 0:
             if controller is not None:
@@ -244,6 +295,8 @@ def run_fleet(name: str, config: FleetConfig, controller: Controller | None = No
             limited_sec[sec] = float(np.count_nonzero(bank.power_limit_w < default - 0.5))
 
     tier_sec /= steps_per_second
+    node_sec /= steps_per_second
+    domain_w = {d.name: domain_power_w(config, d, node_sec) for d in config.domains}
     gpu_sec = tier_sec.sum(axis=1)
     tier_tokens = dict.fromkeys(TIERS, 0.0)
     logs: dict[LatencyTier, RequestLog] = {}
@@ -259,7 +312,8 @@ def run_fleet(name: str, config: FleetConfig, controller: Controller | None = No
         name=name,
         config=config,
         gpus=gpus,
-        facility_w=np.asarray(facility_w(config.site, gpu_sec, config.node_count)),
+        facility_w=domain_w[config.site.name],
+        domain_w=domain_w,
         gpu_w=gpu_sec,
         tier_gpu_w={t: tier_sec[:, i].copy() for i, t in enumerate(TIERS)},
         limited_gpus=limited_sec,

@@ -42,6 +42,16 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
     std_latency, _ = _latency(result.request_logs.get(LatencyTier.STANDARD))
     jobs = [duration for _end, duration in result.job_completions.get(LatencyTier.TOLERANT, [])]
     energy_kwh = result.energy_j / 3.6e6
+    domains = {}
+    for domain in config.domains:
+        d_share = result.domain_w[domain.name] / domain.cap_w
+        domains[domain.name] = {
+            "cap_w": domain.cap_w,
+            "nodes": len(config.domain_nodes(domain)),
+            "seconds_above_cap_fraction": float(np.mean(d_share > 1.0)),
+            "draw_p50_fraction": float(np.percentile(d_share, 50)),
+            "draw_p99_fraction": float(np.percentile(d_share, 99)),
+        }
     return {
         "gpus": config.gpu_count,
         "gpus_per_tier": {t.value: c for t, c in tier_counts(result.gpus).items()},
@@ -66,6 +76,7 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
         "gpus_limited_mean": float(result.limited_gpus.mean()),
         "gpu_energy_kwh": energy_kwh,
         "tokens_per_gpu_joule": sum(result.tier_tokens.values()) / result.energy_j if result.energy_j else 0.0,
+        "domains": domains,
         "wall_s": result.wall_s,
         "policy_wall_s": result.control_wall_s,
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from wattwise.crd.common import LatencyTier
 from wattwise.sim.controller import PolicyController
-from wattwise.sim.fleet import Controller, FleetConfig, SiteConfig, TierPool
+from wattwise.sim.fleet import Controller, FleetConfig, PowerDomain, TierPool
 from wattwise.sim.gpu import GPU_SPECS, GpuSpec
 from wattwise.sim.trace import Trace, scale_trace, shipped_trace
 
@@ -33,6 +33,8 @@ class HeadlineParams:
     per_node_base_w: float = 2000.0  # CPUs, memory, NICs, NVSwitch, fans of an 8-GPU HGX node
     pue: float = 1.15
     target_utilization: float = 0.95
+    rack_nodes: int = 0  # > 0: also a rack PDU budget per this many nodes (a domain inside the site)
+    rack_cap_fraction: float = 0.85  # a rack's cap as a share of its nodes' IT power at full GPU power
     duration_s: float | None = None  # default: the whole trace
     physics_dt_s: float = 0.1
     seed: int = 0
@@ -53,6 +55,25 @@ def headline_cap_w(spec: GpuSpec, gpus: int, gpus_per_node: int, per_node_base_w
     return (gpus * spec.max_limit_w + nodes * per_node_base_w) * pue
 
 
+def rack_domains(config: FleetConfig, params: HeadlineParams) -> tuple[PowerDomain, ...]:
+    """One rack PDU budget per `rack_nodes` nodes: IT power (no PUE), capped at a share of its full draw."""
+    per_node_full = config.gpus_per_node * config.spec.max_limit_w + params.per_node_base_w
+    racks = []
+    for first in range(0, config.node_count, params.rack_nodes):
+        nodes = tuple(range(first, min(first + params.rack_nodes, config.node_count)))
+        racks.append(
+            PowerDomain(
+                cap_w=params.rack_cap_fraction * per_node_full * len(nodes),
+                per_node_base_w=params.per_node_base_w,
+                pue=1.0,
+                name=f"rack-{first // params.rack_nodes}",
+                nodes=nodes,
+                target_utilization=params.target_utilization,
+            )
+        )
+    return tuple(racks)
+
+
 def headline(params: HeadlineParams, trace: Trace | None = None) -> list[ScenarioRun]:
     """The three runs of the headline scenario, ready for `run_fleet`."""
     spec = GPU_SPECS[params.gpu]
@@ -61,6 +82,8 @@ def headline(params: HeadlineParams, trace: Trace | None = None) -> list[Scenari
         raise ValueError(f"--gpus must be a multiple of {tp} and at least {3 * tp}")
     if params.extra_gpus < 0:
         raise ValueError("--extra-gpus must be >= 0")
+    if params.rack_nodes < 0 or not 0 < params.rack_cap_fraction <= 1:
+        raise ValueError("--rack-nodes must be >= 0 and --rack-cap in (0, 1]")
     source = trace if trace is not None else shipped_trace()
     duration = params.duration_s if params.duration_s is not None else source.duration_s
     source = source.window(0.0, duration)
@@ -92,7 +115,7 @@ def headline(params: HeadlineParams, trace: Trace | None = None) -> list[Scenari
             job_requests=params.job_requests, job_source=source,
         ),
     )
-    site = SiteConfig(
+    site = PowerDomain(
         cap_w=headline_cap_w(spec, params.gpus, params.gpus_per_node, params.per_node_base_w, params.pue),
         per_node_base_w=params.per_node_base_w,
         pue=params.pue,
@@ -109,6 +132,9 @@ def headline(params: HeadlineParams, trace: Trace | None = None) -> list[Scenari
         seed=params.seed,
     )
     grown = replace(base, pools=(*pools[:2], replace(pools[2], replicas=tolerant + extra)))
+    if params.rack_nodes > 0:
+        base = replace(base, racks=rack_domains(base, params))
+        grown = replace(grown, racks=rack_domains(grown, params))
     n, m = base.gpu_count, grown.gpu_count
     return [
         ScenarioRun("baseline", f"(a) baseline, {n} GPUs, no control", base, None),
