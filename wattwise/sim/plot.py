@@ -30,7 +30,9 @@ def write_plot(path: pathlib.Path, results: Sequence[tuple[str, str, RunResult]]
         ax_limited.plot(t, result.limited_gpus, lw=0.8, color=_COLOURS.get(name), label=name)
     ax_power.axhline(cap_kw, color="black", ls="--", lw=1, label=f"cap {cap_kw:.1f} kW")
     ax_power.set_ylabel("facility power (kW)")
-    ax_power.legend(loc="lower right", fontsize=8)
+    low, high = ax_power.get_ylim()
+    ax_power.set_ylim(low, high + 0.35 * (high - low))  # room for the legend above the curves
+    ax_power.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.9)
     ax_power.set_title(title)
 
     name, _label, shown = next(((n, lb, r) for n, lb, r in results if n == "wattwise"), results[-1])
@@ -42,7 +44,9 @@ def write_plot(path: pathlib.Path, results: Sequence[tuple[str, str, RunResult]]
         alpha=0.8,
     )
     ax_tier.set_ylabel(f"GPU power by tier, {name} (kW)")
-    ax_tier.legend(loc="lower right", fontsize=8)
+    low, high = ax_tier.get_ylim()
+    ax_tier.set_ylim(low, high * 1.2)
+    ax_tier.legend(loc="upper left", fontsize=8, ncol=3, framealpha=0.9)
 
     ax_limited.set_ylabel("GPUs limited")
     ax_limited.set_xlabel("simulated minutes")
