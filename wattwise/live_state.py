@@ -18,6 +18,9 @@ What each budget number means (all facility watts, i.e. GPU watts x PUE plus the
 - `allocated_default_limit_w`: sum of the default (nameplate) power limits of the GPUs allocated to pods, in
   GPU watts; with `max_oversubscription` it bounds tolerant placement:
   `allocated_default_limit_w x pue + non_gpu_w <= cap_w x max_oversubscription`.
+- A pod the document lists on a GPU (`GpuView.pod`) must already be counted in `committed_w`,
+  `guaranteed_headroom_w` and `allocated_default_limit_w` of every budget of its node: the extender drops its
+  own reservation for a pod as soon as it appears here.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ from prometheus_client import CollectorRegistry
 
 from tests.scheduler_extender.builders import budget, node, state
 from tests.scheduler_extender.conftest import FakeClock
+from wattwise.scheduler_extender.app import create_app
 from wattwise.scheduler_extender.metrics import ExtenderMetrics
 from wattwise.scheduler_extender.reservations import BudgetClaim, ReservationBook
+from wattwise.scheduler_extender.settings import ExtenderSettings
 from wattwise.scheduler_extender.state_cache import StateCache, fetch_once
 
 LIVE = state([budget("r")], {"n": node(["r"], pods=["team/seen"])})
@@ -78,3 +80,58 @@ def test_an_invalid_document_is_rejected_and_counted() -> None:
 
 def test_age_is_infinite_before_the_first_fetch() -> None:
     assert StateCache(ReservationBook(60), FakeClock()).age_s() == float("inf")
+
+
+async def test_the_app_refreshes_in_the_background_and_stops_with_it() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, content=LIVE.model_dump_json())
+
+    settings = ExtenderSettings(operator_url="http://operator:8080", refresh_interval_s=0.01)
+    app = create_app(settings, operator_transport=httpx.MockTransport(handler))
+    async with app.router.lifespan_context(app):
+        for _ in range(200):
+            if len(calls) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert app.state.cache.snapshot is not None and calls[:2] == ["/v1/state", "/v1/state"]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["stale"] is False
+    settled = len(calls)
+    await asyncio.sleep(0.05)
+    assert len(calls) == settled  # the refresher stopped with the app
+
+
+async def test_an_unexpected_fault_does_not_stop_the_refresher() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise RuntimeError("a bug, not a network fault")
+
+    app = create_app(ExtenderSettings(refresh_interval_s=0.01), operator_transport=httpx.MockTransport(handler))
+    async with app.router.lifespan_context(app):
+        for _ in range(200):
+            if len(calls) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(calls) >= 3 and not app.state.refresher["task"].done()
+        errors = app.state.metrics.registry.get_sample_value(
+            "wattwise_extender_state_refreshes_total", {"result": "error"}
+        )
+        assert errors >= 3
+
+
+async def test_readyz_is_503_when_the_refresher_is_gone() -> None:
+    app = create_app(
+        ExtenderSettings(refresh_interval_s=0.01), operator_transport=httpx.MockTransport(lambda r: httpx.Response(503))
+    )
+    async with app.router.lifespan_context(app):
+        app.state.refresher["task"].cancel()
+        await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "refresher not running"

@@ -57,8 +57,10 @@ def create_app(
     registry: CollectorRegistry | None = None,
     refresh: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    operator_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """Build an extender. `refresh=False` leaves the state cache to the caller (tests, benchmarks)."""
+    """Build an extender. `refresh=False` leaves the state cache to the caller (tests, benchmarks);
+    `operator_transport` replaces the network under the refresher's HTTP client (tests)."""
     settings = settings or ExtenderSettings()
     registry = registry or CollectorRegistry()
     book = ReservationBook(settings.reservation_ttl_s)
@@ -72,7 +74,7 @@ def create_app(
         if not refresh:
             yield
             return
-        async with httpx.AsyncClient(timeout=settings.fetch_timeout_s) as client:
+        async with httpx.AsyncClient(timeout=settings.fetch_timeout_s, transport=operator_transport) as client:
             task = asyncio.create_task(
                 refresh_forever(cache, client, settings.operator_url, settings.refresh_interval_s, metrics),
                 name="wattwise-live-state-refresher",
@@ -91,6 +93,7 @@ def create_app(
     app.state.book = book
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.refresher = refresher
 
     async def answer(verb: Verb, request: Request) -> Response:
         started = time.perf_counter()

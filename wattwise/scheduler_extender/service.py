@@ -58,6 +58,7 @@ class ExtenderService:
 
     def _decide(self, verb: Verb, args: ExtenderArgs, demand: PodDemand) -> Decision:
         now = self.clock()
+        self.book.release(set(), now)  # expire on the request path too: a stalled refresher must not pin claims
         decision = decide(
             demand,
             args.node_names,
