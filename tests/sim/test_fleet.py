@@ -201,3 +201,23 @@ def test_racks_are_metered_and_each_becomes_a_budget() -> None:
     assert controller.last is not None
     assert set(controller.last.budgets) == {"site", "rack-a", "rack-b"}
     assert controller.last.budgets["rack-a"].gpus == sum(g.node == "node-00" for g in result.gpus)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"physics_dt_s": 0.3}, "divide one second"),
+        ({"control_period_s": 0.25}, "whole number"),
+        ({"pools": ()}, "at least one pool"),
+        ({"duration_s": 0.5}, "at least one second"),
+    ],
+)
+def test_fleet_config_is_validated(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(small_config(), **change)  # type: ignore[arg-type]
+
+
+def test_domain_names_must_be_unique() -> None:
+    rack = PowerDomain(cap_w=1.0, per_node_base_w=0.0, pue=1.0, name="site", nodes=(0,))
+    with pytest.raises(ValueError, match="unique"):
+        replace(small_config(), racks=(rack,))

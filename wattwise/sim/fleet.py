@@ -75,6 +75,21 @@ class FleetConfig:
     ambient_c: float = 25.0
     racks: tuple[PowerDomain, ...] = ()  # domains inside the site; every one of them holds at once
 
+    def __post_init__(self) -> None:
+        per_second = 1.0 / self.physics_dt_s
+        if self.physics_dt_s <= 0 or abs(per_second - round(per_second)) > 1e-9:
+            raise ValueError("physics_dt_s must divide one second (e.g. 0.1, 0.05, 0.5)")
+        ratio = self.control_period_s / self.physics_dt_s
+        if self.control_period_s < self.physics_dt_s or abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError("control_period_s must be a whole number of physics steps")
+        if not self.pools or any(p.replicas < 1 for p in self.pools):
+            raise ValueError("a fleet needs at least one pool, each with at least one replica")
+        if self.duration_s < 1:
+            raise ValueError("duration_s must be at least one second")
+        names = [d.name for d in self.domains]
+        if len(set(names)) != len(names):
+            raise ValueError(f"power domain names must be unique: {names}")
+
     @property
     def domains(self) -> tuple[PowerDomain, ...]:
         return (self.site, *self.racks)
