@@ -87,7 +87,9 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = FastAPI(title="wattwise scheduler extender", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="wattwise scheduler extender", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.service = service
     app.state.cache = cache
     app.state.book = book
