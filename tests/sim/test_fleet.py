@@ -221,3 +221,18 @@ def test_domain_names_must_be_unique() -> None:
     rack = PowerDomain(cap_w=1.0, per_node_base_w=0.0, pue=1.0, name="site", nodes=(0,))
     with pytest.raises(ValueError, match="unique"):
         replace(small_config(), racks=(rack,))
+
+
+def test_pue_patched_at_run_time_reaches_meter_and_policy() -> None:
+    base = small_config(duration_s=20.0)
+    site = replace(base.site, pue_schedule=((5.0, 1.15), (10.0, 1.5)))
+    assert list(site.pue_at(np.array([0.0, 7.5, 15.0]))) == pytest.approx([1.15, 1.325, 1.5])
+    controller = PolicyController()
+    result = run_fleet("heat", replace(base, site=site), controller)
+    it_power = result.gpu_w + 2 * 2000.0
+    assert result.facility_w[2] == pytest.approx(it_power[2] * 1.15)
+    assert result.facility_w[15] == pytest.approx(it_power[15] * 1.5)
+    assert controller.last is not None
+    report = controller.last.budgets["site"]
+    assert report.non_gpu_w == pytest.approx(report.facility_draw_w - report.gpu_draw_w)
+    assert report.facility_draw_w == pytest.approx((report.gpu_draw_w + 2 * 2000.0) * 1.5)

@@ -118,3 +118,13 @@ def test_bad_arguments_are_refused(tmp_path: pathlib.Path, capsys: pytest.Captur
     assert main(["simulate", "--gpus", "3", "--out", str(tmp_path)]) == 2
     assert main(["simulate", "--target", "1.5", "--out", str(tmp_path)]) == 2
     assert "multiple of 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario", ["synthetic", "heatwave"])
+def test_other_scenarios_run(scenario: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", "--scenario", scenario, "--gpus", "8", "--duration", "60", "--json", "--no-plot",
+                 "--out", str(tmp_path)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["scenario"] == scenario
+    assert report["runs"]["wattwise"]["simulated_s"] == 60

@@ -18,7 +18,8 @@ from wattwise.sim.report import build_report, format_table
 from wattwise.sim.scenarios import HeadlineParams, headline
 from wattwise.sim.trace import Trace, TraceError, load_trace, shipped_trace, synthetic_trace
 
-SCENARIOS = ("headline", "synthetic")
+SCENARIOS = ("headline", "synthetic", "heatwave")
+HEATWAVE_PUE = 1.4
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run a scenario on a simulated GPU fleet with the real policy in the loop.",
     )
     p.add_argument("--scenario", choices=SCENARIOS, default="headline",
-                   help="headline: the shipped Azure trace; synthetic: generated bursty/diurnal arrivals")
+                   help="headline: the shipped Azure trace; synthetic: generated bursty/diurnal arrivals; "
+                   f"heatwave: headline with the site's PUE patched from 1.15 to {HEATWAVE_PUE} mid-run")
     p.add_argument("--trace", type=pathlib.Path,
                    help="request trace CSV with columns TIMESTAMP, ContextTokens, GeneratedTokens")
     p.add_argument("--scale", type=float, default=1.0,
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         critical_scale=HeadlineParams.critical_scale * args.scale,
         standard_scale=HeadlineParams.standard_scale * args.scale,
         target_utilization=args.target,
+        heatwave_pue=HEATWAVE_PUE if args.scenario == "heatwave" else None,
         rack_nodes=args.rack_nodes,
         rack_cap_fraction=args.rack_cap,
         duration_s=args.duration,

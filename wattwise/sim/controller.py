@@ -7,13 +7,14 @@ here; every decision is the policy's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
 from wattwise.policy import BudgetState, Decision, GpuLimits, GpuState, decide
 from wattwise.sim.calibration import FloatArray
-from wattwise.sim.fleet import FleetConfig, GpuInfo, Readings, node_name
+from wattwise.sim.fleet import FleetConfig, GpuInfo, PowerDomain, Readings, node_name
 
 
 class PolicyController:
@@ -25,6 +26,7 @@ class PolicyController:
         self.last: Decision | None = None
         self._gpus: list[GpuInfo] = []
         self._budgets: list[BudgetState] = []
+        self._domains: list[PowerDomain] = []
         self._limits: GpuLimits | None = None
         self._period_s = 1.0
 
@@ -33,6 +35,7 @@ class PolicyController:
         self._gpus = list(gpus)
         self._limits = GpuLimits(min_w=spec.min_limit_w, max_w=spec.max_limit_w, default_w=spec.default_limit_w)
         self._budgets = []
+        self._domains = list(config.domains)
         for domain in config.domains:
             nodes = config.domain_nodes(domain)
             names = {node_name(n) for n in nodes}
@@ -71,7 +74,13 @@ class PolicyController:
             )
             for i, g in enumerate(self._gpus)
         }
-        decision = decide(self._budgets, states, self.last, dt_s=self._period_s)
+        # The PUE as facility systems report it now (a heat wave patches it at run time).
+        now = np.array([readings.now_s])
+        budgets = [
+            dataclasses.replace(b, pue=float(d.pue_at(now)[0])) if d.pue_schedule else b
+            for b, d in zip(self._budgets, self._domains, strict=True)
+        ]
+        decision = decide(budgets, states, self.last, dt_s=self._period_s)
         self.last = decision
         self.decisions += 1
         limits = readings.enforced_limit_w.copy()

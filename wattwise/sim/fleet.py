@@ -55,10 +55,20 @@ class PowerDomain:
     pue: float
     name: str = "site"
     nodes: tuple[int, ...] | None = None
+    #: (time s, PUE) points, linear in between and flat outside: facility systems patching the PUE at run
+    #: time (a heat wave). Empty: `pue` throughout.
+    pue_schedule: tuple[tuple[float, float], ...] = ()
     target_utilization: float = 0.95
     lower_above_fraction: float = 0.98
     raise_below_fraction: float = 0.90
     ramp_w_per_s: float = 20.0
+
+    def pue_at(self, times_s: FloatArray) -> FloatArray:
+        if not self.pue_schedule:
+            return np.full(np.shape(times_s), self.pue)
+        xs = [t for t, _ in self.pue_schedule]
+        ys = [p for _, p in self.pue_schedule]
+        return np.asarray(np.interp(times_s, xs, ys), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -214,7 +224,8 @@ def domain_power_w(config: FleetConfig, domain: PowerDomain, node_gpu_w: FloatAr
     """A domain's power per second from per-node GPU power (seconds x nodes): (GPU + node base) x PUE."""
     nodes = list(config.domain_nodes(domain))
     gpu = node_gpu_w[:, nodes].sum(axis=1)
-    return np.asarray((gpu + len(nodes) * domain.per_node_base_w) * domain.pue, dtype=np.float64)
+    pue = domain.pue_at(np.arange(len(gpu), dtype=np.float64) + 0.5)
+    return np.asarray((gpu + len(nodes) * domain.per_node_base_w) * pue, dtype=np.float64)
 
 
 def run_fleet(name: str, config: FleetConfig, controller: Controller | None = None) -> RunResult:

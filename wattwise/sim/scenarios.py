@@ -33,6 +33,7 @@ class HeadlineParams:
     per_node_base_w: float = 2000.0  # CPUs, memory, NICs, NVSwitch, fans of an 8-GPU HGX node
     pue: float = 1.15
     target_utilization: float = 0.95
+    heatwave_pue: float | None = None  # the site's PUE ramps to this mid-run (40%-50%), holds, then recovers
     rack_nodes: int = 0  # > 0: also a rack PDU budget per this many nodes (a domain inside the site)
     rack_cap_fraction: float = 0.85  # a rack's cap as a share of its nodes' IT power at full GPU power
     duration_s: float | None = None  # default: the whole trace
@@ -115,11 +116,16 @@ def headline(params: HeadlineParams, trace: Trace | None = None) -> list[Scenari
             job_requests=params.job_requests, job_source=source,
         ),
     )
+    schedule: tuple[tuple[float, float], ...] = ()
+    if params.heatwave_pue is not None:
+        d, p0, p1 = duration, params.pue, params.heatwave_pue
+        schedule = ((0.4 * d, p0), (0.5 * d, p1), (0.7 * d, p1), (0.8 * d, p0))
     site = PowerDomain(
         cap_w=headline_cap_w(spec, params.gpus, params.gpus_per_node, params.per_node_base_w, params.pue),
         per_node_base_w=params.per_node_base_w,
         pue=params.pue,
         target_utilization=params.target_utilization,
+        pue_schedule=schedule,
     )
     base = FleetConfig(
         spec=spec,
