@@ -253,12 +253,13 @@ class NodeAgent:
             reply = self.reporter.send(report)
         except ReportFailed as exc:
             self._counts["reports_failed"] += 1
-            delay = self.link.failed(self.clock.monotonic(), str(exc))
+            delay = self.link.failed(now, str(exc))
             if self.link.failures == 1 or self.link.failures % 30 == 0:
                 log.warning("report failed (%d in a row, next try in %.1f s): %s", self.link.failures, delay, exc)
             return
         self._counts["reports_ok"] += 1
-        self.link.succeeded(self.clock.monotonic(), reply, self.config.interval_s)
+        # scheduled from the tick's start, so the next tick (one interval later) is due again
+        self.link.succeeded(now, reply, self.config.interval_s)
 
 
 def _utc(wall_s: float | None) -> Any:

@@ -15,7 +15,6 @@ import socket
 import sys
 import threading
 from types import FrameType
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -164,8 +163,7 @@ def build_agent(args: argparse.Namespace) -> NodeAgent:
     reporter = None
     if args.operator_url:
         token = _optional_path(args.token_file, wire.DEFAULT_TOKEN_FILE)
-        verify: Any = args.ca_file or True
-        reporter = Reporter(args.operator_url, token, timeout_s=min(2.0, 0.8 * args.interval), verify=verify)
+        reporter = Reporter(args.operator_url, token, timeout_s=min(2.0, 0.8 * args.interval), ca_file=args.ca_file)
     socket_path = _optional_path(args.pod_resources_socket, DEFAULT_SOCKET)
     pods = PodResourcesClient(str(socket_path)) if socket_path is not None else None
     return NodeAgent(config, build_backend(args), reporter=reporter, pods=pods)

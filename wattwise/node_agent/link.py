@@ -15,6 +15,9 @@ import random
 
 from wattwise.telemetry.wire import AgentMode, FailSafePolicy, ReportReply
 
+#: Timer wake-ups jitter by a millisecond or so; a tick this close to the due time is on time.
+_TICK_SLACK_S = 0.05
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Backoff:
@@ -77,7 +80,8 @@ class OperatorLink:
         return self._mode_since
 
     def due(self, now: float) -> bool:
-        return self.enabled and now >= self._next_attempt_at
+        """Whether to report in the tick starting at `now` (a tick that wakes a hair early still counts)."""
+        return self.enabled and now + _TICK_SLACK_S >= self._next_attempt_at
 
     def succeeded(self, now: float, reply: ReportReply, interval_s: float) -> None:
         self.last_reply, self.last_reply_at = reply, now

@@ -59,7 +59,7 @@ class AgentCollector(Collector):
     def _labels(self, snap: Snapshot, r: GpuReading) -> list[str]:
         pods = snap.pods.get(r.uuid, [])
         directive = snap.directives.get(r.uuid)
-        tier = directive.tier.value if directive is not None and directive.tier is not None else ""
+        tier = directive.tier if directive is not None and directive.tier is not None else ""
         return [
             self.node,
             str(r.index),

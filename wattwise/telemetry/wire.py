@@ -35,8 +35,6 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from wattwise.crd.common import LatencyTier
-
 #: Schema version carried in every message's `apiVersion`.
 API_VERSION: Final = "telemetry.wattwise.dev/v1"
 #: Where the operator serves the hot path; the version is in the path so v2 can live beside v1.
@@ -65,6 +63,9 @@ class WireModel(BaseModel):
 
 
 Watts = Annotated[float, Field(ge=0, le=10_000)]
+#: The values of `wattwise.crd.LatencyTier`, spelled out so the agent need not import the CRD models (which
+#: would cost the DaemonSet ~10 MiB of RSS); tests/node_agent pins the two together.
+Tier = Literal["critical", "standard", "tolerant"]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -201,7 +202,7 @@ class GpuDirective(WireModel):
     power_limit_watts: Watts | None = None  #: null with enforced=true: the GPU's default limit
     locked_sm_clocks: ClockRange | None = None
     recommended_power_limit_watts: Watts | None = None  #: what Wattwise would set (Recommend mode), for metrics
-    tier: LatencyTier | None = None  #: the tier the operator resolved for the GPU's pod, for metric labels
+    tier: Tier | None = None  #: the tier the operator resolved for the GPU's pod, for metric labels
 
 
 class FailSafePolicy(WireModel):

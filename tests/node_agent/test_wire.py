@@ -1,0 +1,101 @@
+"""The wire schema: versioned, camelCase, unknown fields ignored, tiers the same as the CRDs', and the reporter
+turning every way a report can fail into one ReportFailed."""
+
+from __future__ import annotations
+
+import pathlib
+import typing
+
+import pytest
+
+from tests.node_agent.fakes import FakeOperator
+from wattwise.crd import LatencyTier
+from wattwise.node_agent.reporter import Reporter, ReportFailed
+from wattwise.telemetry import wire
+
+
+def minimal_report() -> wire.NodeReport:
+    import datetime as dt
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return wire.NodeReport(
+        node="n",
+        agent=wire.AgentInfo(version="0", backend="sim", started_at=now),
+        sequence=0,
+        sent_at=now,
+        sample_interval_seconds=1,
+        state=wire.AgentState(mode=wire.AgentMode.CONNECTED, since=now),
+        gpus=[wire.GpuReport(uuid="GPU-1", index=0, status=wire.GpuStatus.LOST, sampled_at=now, error="gone")],
+    )
+
+
+def test_tiers_match_the_crd() -> None:
+    assert set(typing.get_args(wire.Tier)) == {t.value for t in LatencyTier}
+
+
+def test_report_json_is_camel_case_without_nulls() -> None:
+    data = minimal_report().to_json().decode()
+    assert '"apiVersion":"telemetry.wattwise.dev/v1"' in data and '"sampleIntervalSeconds":1.0' in data
+    assert "null" not in data and "powerWatts" not in data
+    assert wire.NodeReport.model_validate_json(data) == minimal_report()
+
+
+def test_report_rejects_another_version() -> None:
+    data = minimal_report().to_json().replace(b"telemetry.wattwise.dev/v1", b"telemetry.wattwise.dev/v2")
+    with pytest.raises(ValueError, match="apiVersion"):
+        wire.NodeReport.model_validate_json(data)
+
+
+def test_bad_operator_url() -> None:
+    with pytest.raises(ValueError, match="operator URL"):
+        Reporter("operator:8443", None)
+
+
+def test_connection_refused_then_kept_alive() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens here once the socket is closed
+    reporter = Reporter(f"http://127.0.0.1:{port}", None)
+    with pytest.raises(ReportFailed, match="ConnectionRefused"):
+        reporter.send(minimal_report())
+    reporter.close()
+    with FakeOperator() as op:
+        reporter = Reporter(op.url, None)
+        try:
+            assert reporter.send(minimal_report()) == wire.ReportReply()
+            assert reporter.send(minimal_report()) == wire.ReportReply()  # over the kept-alive connection
+        finally:
+            reporter.close()
+        assert len(op.reports) == 2
+
+
+def test_missing_token_file_is_a_failed_report(tmp_path: pathlib.Path) -> None:
+    with FakeOperator() as op:
+        reporter = Reporter(op.url, tmp_path / "absent")
+        with pytest.raises(ReportFailed, match="ServiceAccount token"):
+            reporter.send(minimal_report())
+        reporter.close()
+        assert op.reports == []
+
+
+def test_reply_that_does_not_match_the_schema(tmp_path: pathlib.Path) -> None:
+    with FakeOperator() as op:
+        op.reply = wire.ReportReply.model_construct(next_report_interval_seconds=0.0)  # below the schema's minimum
+        reporter = Reporter(op.url + "/", None)  # a trailing slash is fine
+        try:
+            with pytest.raises(ReportFailed, match="does not match"):
+                reporter.send(minimal_report())
+        finally:
+            reporter.close()
+
+
+def test_lean_entry_point_has_the_same_flags() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "wattwise.node_agent", "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "--backend" in out.stdout and "--keep-limits-on-exit" in out.stdout
