@@ -19,6 +19,8 @@ ROLE_MODULES: tuple[str, ...] = (
     "wattwise.scheduler_extender.cli",
     "wattwise.node_agent.cli",
     "wattwise.commands.simulate",
+    "wattwise.operator.cli",
+    "wattwise.commands.status",
 )
 
 
