@@ -87,6 +87,10 @@ class ControlPlane:
         )
         return api
 
+    def check(self) -> None:
+        """Raise `ProcessDied` (with the log tail) if a component has exited since the start."""
+        self.supervisor.check()
+
     def pids(self) -> list[int]:
         return [process.popen.pid for process in self.supervisor.processes]
 
@@ -361,14 +365,27 @@ def wattwise_crds(control_plane: ControlPlane) -> list[str]:
 
 @pytest.fixture
 def kube_api(control_plane: ControlPlane) -> KubeApi:
+    control_plane.check()  # a crashed component should fail the test with its log, not a connection error
     return KubeApi.for_client(control_plane.api_client)
 
 
 @pytest.fixture
 def k8s_cleanup(control_plane: ControlPlane) -> Iterator[cluster_objects.Cleanup]:
+    control_plane.check()
     cleanup = cluster_objects.Cleanup(control_plane.api_client)
     yield cleanup
     cleanup.run()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failing test that used the control plane, say where its component logs are."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    plane = getattr(item, "funcargs", {}).get("control_plane")
+    if report.failed and isinstance(plane, ControlPlane):
+        lines = [f"{name}: {path}" for name, path in plane.logs().items()]
+        report.sections.append(("control plane logs", "\n".join([f"kubeconfig: {plane.kubeconfig}", *lines])))
 
 
 MakeGpuNode = Callable[..., str]
