@@ -10,5 +10,5 @@ agent-proto: venv ## regenerate the committed PodResources gRPC code (api_pb2*.p
 	  wattwise/node_agent/podresources/api_pb2_grpc.py
 	sed -i '1i # ruff: noqa\n# mypy: ignore-errors' wattwise/node_agent/podresources/api_pb2.pyi
 
-agent-run: venv ## run the node agent on 8 simulated H100s, metrics on :9400 (no operator: monitor only)
-	$(BIN)/wattwise agent --backend sim --sim-gpus 8 --sim-model h100 --node-name $$(hostname)
+agent-run: venv ## run the node agent on 8 simulated H100s, metrics on :9402 (no operator: standalone)
+	$(BIN)/python -m wattwise.node_agent --backend sim --sim-gpus 8 --sim-model h100 --node-name $$(hostname)

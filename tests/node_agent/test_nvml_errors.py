@@ -178,3 +178,18 @@ def test_shutdown_is_idempotent() -> None:
     backend.close()
     backend.close()
     assert lib.shutdown_calls == 1
+
+
+def test_nvml_gone_mid_run_is_counted_not_a_crash(fake_agent) -> None:  # type: ignore[no-untyped-def]
+    """Driver unloaded under the agent: re-init fails on every tick; the loop survives and says so."""
+    agent, lib, collector = fake_agent()
+    agent.tick()
+    lib.gpus[0].errors["power"] = pynvml.NVML_ERROR_UNINITIALIZED
+    lib.init_error = pynvml.NVML_ERROR_DRIVER_NOT_LOADED
+    for _ in range(3):  # GPU 0 finds NVML uninitialised, the re-init for GPU 1 fails: the tick fails
+        agent.tick_safely()
+    assert agent.snapshot.tick_errors == 3
+    assert sample_value(collector.collect, "wattwise_agent_sample_errors_total") == 3.0
+    lib.init_error = None
+    agent.tick_safely()
+    assert [r.status for r in agent.snapshot.readings] == [GpuStatus.OK, GpuStatus.OK]

@@ -134,7 +134,9 @@ class NodeAgent:
             self.tick()
         except Exception:
             self._counts["tick_errors"] += 1
-            log.exception("tick failed; carrying on")
+            n = self._counts["tick_errors"]
+            if n == 1 or n % 60 == 0:  # the traceback once, then a reminder a minute, not a flood at 1 Hz
+                log.exception("tick failed (%d so far); carrying on", n)
             self.snapshot = dataclasses.replace(self.snapshot, tick_errors=self._counts["tick_errors"])
 
     def tick(self) -> None:

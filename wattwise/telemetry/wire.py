@@ -132,7 +132,7 @@ class Actuation(WireModel):
 class GpuReport(WireModel):
     """One GPU's sample. Every reading is optional: absent means the GPU does not support it (or is lost)."""
 
-    uuid: str
+    uuid: str  #: NVML's GPU UUID; "unknown-<index>" for a GPU lost before its UUID could be read
     index: Annotated[int, Field(ge=0)]
     name: str | None = None
     status: GpuStatus
