@@ -81,6 +81,8 @@ def test_go_decoder_key_case_is_accepted(client: SyncClient) -> None:
         ),
         ("duplicate node", json.dumps(args(pod(), ["a1", "a1"])).encode(), "duplicate node name 'a1'"),
         ("invalid node name", json.dumps(args(pod(), ["Not_A_Node"])).encode(), "is not a valid node name"),
+        ("newline in a node name", json.dumps(args(pod(), ["a1\nb1"])).encode(), "is not a valid node name"),
+        ("trailing newline", json.dumps(args(pod(), ["a1", "b1\n"])).encode(), "is not a valid node name"),
         ("neither form", json.dumps({"Pod": pod()}).encode(), "one of NodeNames"),
         ("both forms", json.dumps({**node_list_args(pod(), ["a1"]), "NodeNames": ["a1"]}).encode(), "not both"),
         ("Nodes not a NodeList", json.dumps({"Pod": pod(), "Nodes": [1]}).encode(), "v1.NodeList"),

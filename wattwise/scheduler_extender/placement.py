@@ -126,6 +126,7 @@ class _Evaluator:
             labels,
             config,
         )
+        self._critical = demand.tier is LatencyTier.CRITICAL
         self._avail: dict[str, tuple[float, float]] = {}
         self._verdicts: dict[tuple[tuple[str, ...], float], _Verdict] = {}
         self._reasons: dict[tuple[object, ...], str] = {}
@@ -156,17 +157,18 @@ class _Evaluator:
             return Outcome.PASS_UNKNOWN_NODE, "", None, None, None
         if not facts.budgets:
             return Outcome.PASS_UNMANAGED, "", None, None, None
-        nameplate = self.nameplate(node, facts)
         # Nodes of one rack share budgets and GPU model: judge the budgets once per such group.
-        key = (facts.budgets, nameplate)
+        key = facts.group or (facts.budgets, self.nameplate(node, facts))
         verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = self._verdicts[key] = self._judge_budgets(facts.budgets, nameplate)
+            verdict = self._verdicts[key] = self._judge_budgets(*key)
         if verdict.outcome in _REJECTS:
             return verdict.outcome, verdict.reason, None, None, verdict
+        if not self._critical:  # temperature only matters to critical pods (rule and score)
+            return verdict.outcome, "", verdict.h, None, verdict
         threshold = facts.thermal_threshold_c or self.config.thermal_threshold_c
         temp = facts.max_temperature_c
-        if self.demand.tier is LatencyTier.CRITICAL and temp is not None and temp >= threshold:
+        if temp is not None and temp >= threshold:
             return Outcome.REJECT_THERMAL, self._thermal_reason(temp, threshold), None, None, verdict
         return verdict.outcome, "", verdict.h, scoring.thermal_fraction(temp, threshold), verdict
 
@@ -273,18 +275,19 @@ def decide(
     claimed: set[int] = set()
     tally: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
     memo: dict[tuple[float | None, float | None], int] = {}
+    evaluate, rejected, passed, scores, tier = ev.evaluate, out.rejected, out.passed, out.scores, demand.tier
     for node in nodes:
-        outcome, reason, h, t, verdict = ev.evaluate(node)
+        outcome, reason, h, t, verdict = evaluate(node)
         tally[outcome] += 1
         if outcome in _REJECTS:
-            out.rejected[node] = reason
-            out.scores[node] = 0
+            rejected[node] = reason
+            scores[node] = 0
             continue
-        out.passed.append(node)
+        passed.append(node)
         score = memo.get((h, t))
         if score is None:
-            score = memo[(h, t)] = scoring.score(demand.tier, h, t)
-        out.scores[node] = score
+            score = memo[(h, t)] = scoring.score(tier, h, t)
+        scores[node] = score
         if verdict is not None and id(verdict) not in claimed:
             claimed.add(id(verdict))
             _merge_need(out.claim, verdict.needs)

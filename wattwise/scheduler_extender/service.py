@@ -88,8 +88,8 @@ class ExtenderService:
         self._last_degraded = decision.degraded
         if demand.note:
             log.info("pod %s: %s", demand.key, demand.note)
-        if verb == "filter" and decision.rejected:
-            log.info(
+        if verb == "filter" and decision.rejected and log.isEnabledFor(logging.DEBUG):
+            log.debug(
                 "pod %s (%s, %d GPU): %d of %d nodes rejected, e.g. %s",
                 demand.key,
                 demand.tier.value,

@@ -16,6 +16,8 @@ class NodeFacts:
     nameplate_w: float | None
     max_temperature_c: float | None
     thermal_threshold_c: float | None
+    #: (budgets, nameplate) when the nameplate is known: nodes sharing it get one verdict per request.
+    group: tuple[tuple[str, ...], float] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -29,15 +31,19 @@ class Snapshot:
 
     @classmethod
     def from_state(cls, state: LiveState, fetched_at: float) -> Snapshot:
-        nodes = {
-            name: NodeFacts(
-                budgets=tuple(view.budgets),
-                nameplate_w=view.default_limit_w or nameplate_for_product(view.gpu_product),
+        nodes = {}
+        groups: dict[tuple[tuple[str, ...], float], tuple[tuple[str, ...], float]] = {}
+        for name, view in state.nodes.items():
+            budgets = tuple(view.budgets)
+            nameplate = view.default_limit_w or nameplate_for_product(view.gpu_product)
+            group = groups.setdefault((budgets, nameplate), (budgets, nameplate)) if nameplate else None
+            nodes[name] = NodeFacts(
+                budgets=budgets,
+                nameplate_w=nameplate,
                 max_temperature_c=view.max_temperature_c,
                 thermal_threshold_c=view.thermal_threshold_c,
+                group=group,
             )
-            for name, view in state.nodes.items()
-        }
         return cls(
             state=state,
             fetched_at=fetched_at,
