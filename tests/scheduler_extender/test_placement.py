@@ -102,6 +102,12 @@ def test_critical_rejects_a_hot_node() -> None:
     assert d.rejected["hot"].endswith("GPU is at 86 C, at or above the 83 C thermal threshold for critical pods")
 
 
+def test_a_stale_nodes_old_temperature_is_not_held_against_it() -> None:
+    live = state([budget("r")], {"n": node(["r"], temperature_c=95.0, stale=True)})
+    d = run(live, pod(tier="critical"), ["n"])
+    assert d.passed == ["n"]
+
+
 def test_node_thermal_threshold_overrides_the_default() -> None:
     live = state([budget("r")], {"n": node(["r"], temperature_c=80.0, thermal_threshold_c=78.0)})
     assert run(live, pod(tier="critical"), ["n"]).outcomes == {Outcome.REJECT_THERMAL: 1}

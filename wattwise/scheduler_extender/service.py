@@ -21,6 +21,7 @@ from wattwise.scheduler_extender.pod_power import PodDemand, pod_demand
 from wattwise.scheduler_extender.protocol import BadRequest, ExtenderArgs
 from wattwise.scheduler_extender.reservations import ReservationBook
 from wattwise.scheduler_extender.scoring import NEUTRAL_SCORE
+from wattwise.scheduler_extender.snapshot import Snapshot
 from wattwise.scheduler_extender.state_cache import StateCache
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ class ExtenderService:
     def handle(self, verb: Verb, raw: bytes) -> Any:
         """The JSON-ready answer to a filter or prioritize body; raises BadRequest for malformed input."""
         args = protocol.parse_extender_args(protocol.parse_body(raw))
-        snapshot = self.cache.snapshot
+        snapshot = self.cache.snapshot  # read once: the refresher may swap it meanwhile
         demand = pod_demand(args.pod, snapshot.state.classes if snapshot else {}, self.config.default_tier)
         try:
-            decision = self._decide(verb, args, demand)
+            decision = self._decide(verb, args, demand, snapshot)
         except Exception:  # a bug must not strand pods: pass everything, say so loudly
             log.exception("%s for pod %s failed; answering pass-through", verb, demand.key)
             self.metrics.internal_errors.labels(verb).inc()
@@ -56,14 +57,14 @@ class ExtenderService:
             return protocol.filter_result(args, decision.passed, {}, decision.rejected)
         return protocol.host_priority_list(decision.scores)
 
-    def _decide(self, verb: Verb, args: ExtenderArgs, demand: PodDemand) -> Decision:
+    def _decide(self, verb: Verb, args: ExtenderArgs, demand: PodDemand, snapshot: Snapshot | None) -> Decision:
         now = self.clock()
         self.book.release(set(), now)  # expire on the request path too: a stalled refresher must not pin claims
         decision = decide(
             demand,
             args.node_names,
             scheduler_name=args.pod.spec.scheduler_name,
-            snapshot=self.cache.snapshot,
+            snapshot=snapshot,
             reserved=self.book.totals(exclude=demand.key),
             labels=args.node_labels,
             now=now,

@@ -40,7 +40,8 @@ class Snapshot:
             nodes[name] = NodeFacts(
                 budgets=budgets,
                 nameplate_w=nameplate,
-                max_temperature_c=view.max_temperature_c,
+                # An old reading neither rejects a node nor vouches for it being cool.
+                max_temperature_c=None if view.stale else view.max_temperature_c,
                 thermal_threshold_c=view.thermal_threshold_c,
                 group=group,
             )
