@@ -78,7 +78,9 @@ def parse_snapshot(raw: bytes, fetched_at: float) -> Snapshot:
 
 def _note(cache: StateCache, message: str) -> None:
     if message != cache.last_error:  # log changes, not every second of the same outage
-        log.warning("%s (keeping the previous live state, %.1fs old)", message, cache.age_s())
+        age = cache.age_s()
+        kept = "no live state yet" if math.isinf(age) else f"keeping the previous live state, {age:.1f}s old"
+        log.warning("%s (%s)", message, kept)
     cache.last_error = message
 
 
