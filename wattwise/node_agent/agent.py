@@ -151,7 +151,8 @@ class NodeAgent:
         now = self.clock.monotonic()
         mode = self.link.mode(now)
         if mode is not self._last_mode:
-            log.warning("operator link: %s -> %s (%s)", self._last_mode, mode, self.link.last_error or "ok")
+            level = logging.INFO if mode is wire.AgentMode.CONNECTED else logging.WARNING
+            log.log(level, "operator link: %s -> %s (%s)", self._last_mode, mode, self.link.last_error or "ok")
             self._last_mode = mode
         reply = self.link.last_reply
         directives = dict(reply.gpus) if reply is not None else {}
