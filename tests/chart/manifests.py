@@ -22,7 +22,9 @@ REQUIRED_LABELS = (
     "app.kubernetes.io/part-of",
     "helm.sh/chart",
 )
-CLUSTER_SCOPED = frozenset({"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"})
+CLUSTER_SCOPED = frozenset(
+    {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace", "ClusterKopfPeering"}
+)
 WORKLOADS = frozenset({"Deployment", "DaemonSet", "StatefulSet"})
 #: Roles the chart binds but does not ship: created by every API server's RBAC bootstrap.
 UPSTREAM_ROLES = frozenset(

@@ -14,7 +14,7 @@ import pytest
 
 from tests.chart import manifests
 from tests.chart.helm import KUBE_VERSION, Manifest, find
-from tests.chart.scenarios import PROMETHEUS_OPERATOR_KINDS, SCENARIOS
+from tests.chart.scenarios import CRD_KINDS, SCENARIOS
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -26,7 +26,7 @@ def test_structural_rules_hold(rendered: dict[str, list[Manifest]], scenario: st
 def test_every_manifest_matches_the_kubernetes_schema(rendered: dict[str, list[Manifest]], scenario: str) -> None:
     errors = []
     for doc in rendered[scenario]:
-        if doc["kind"] in PROMETHEUS_OPERATOR_KINDS:
+        if doc["kind"] in CRD_KINDS:
             continue
         try:
             kubernetes_validate.validate(doc, KUBE_VERSION.lstrip("v"), strict=True)

@@ -28,7 +28,7 @@ def test_default_release_renders_every_component(rendered: dict[str, list[Manife
         ("ClusterRoleBinding", "wattwise-operator"),
         ("Service", "wattwise-operator"),
         ("Deployment", "wattwise-operator"),
-        ("PodDisruptionBudget", "wattwise-operator"),
+        ("ClusterKopfPeering", "wattwise"),
         ("ServiceAccount", "wattwise-extender"),
         ("Service", "wattwise-extender"),
         ("Deployment", "wattwise-extender"),
@@ -43,12 +43,7 @@ def test_default_release_renders_every_component(rendered: dict[str, list[Manife
         ("Deployment", "wattwise-scheduler"),
         ("ServiceAccount", "wattwise-agent"),
         ("DaemonSet", "wattwise-agent"),
-    } | _operator_extras(rendered["default"])
-
-
-def _operator_extras(docs: list[Manifest]) -> set[tuple[str, str]]:
-    """Namespaced operator RBAC (kopf peering) exists only when the operator needs it."""
-    return {(k, n) for k, n in kinds(docs) if k in ("Role", "RoleBinding") and n == "wattwise-operator"}
+    }
 
 
 @pytest.mark.parametrize("extra", [[], ["--set", "agent.backend=sim"], ["--set", "serviceMonitor.enabled=true"]])
@@ -146,6 +141,7 @@ def test_optional_objects_appear_only_when_enabled(rendered: dict[str, list[Mani
 
 def test_operator_only_release(rendered: dict[str, list[Manifest]]) -> None:
     components = {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in rendered["operator-only"]}
+    assert find(rendered["operator-only"], "Deployment")["spec"]["replicas"] == 1
     assert components == {"operator"}
     assert "PodDisruptionBudget" not in {d["kind"] for d in rendered["operator-only"]}
 
@@ -188,6 +184,8 @@ def test_scheduler_pods_roll_when_their_configuration_changes(helm: Helm) -> Non
         ({"agent": {"sim": {"gpu": 2}}}, "additional properties 'gpu' not allowed"),
         ({"extender": {"resources": {"requests": {"cpuu": "1"}}}}, "additional properties 'cpuu' not allowed"),
         ({"agent": {"backend": "cuda"}}, "agent/backend"),
+        ({"extender": {"defaultTier": "standard"}}, "additional properties 'defaultTier' not allowed"),
+        ({"defaultTier": "urgent"}, "defaultTier"),
         ({"agent": {"tokenExpirationSeconds": 60}}, "agent/tokenExpirationSeconds"),
         ({"image": {"digest": "latest"}}, "image/digest"),
         ({"scheduler": {"image": {"tag": "1.31"}}}, "scheduler/image/tag"),
@@ -204,7 +202,10 @@ def test_values_schema_refuses_typos_and_bad_values(helm: Helm, values: dict[str
     [
         ({"agent": {"gpuNodeSelector": None}}, "agent.backend=nvml needs agent.gpuNodeSelector"),
         ({"extender": {"enabled": False}}, "scheduler.enabled=true needs extender.enabled=true"),
-        ({"operator": {"replicas": 1}}, "operator.podDisruptionBudget.enabled=true needs operator.replicas >= 2"),
+        (
+            {"operator": {"replicas": 1, "podDisruptionBudget": {"enabled": True, "minAvailable": 1}}},
+            "operator.podDisruptionBudget.enabled=true needs operator.replicas >= 2",
+        ),
         ({"extender": {"replicas": 1}}, "extender.podDisruptionBudget.enabled=true needs extender.replicas >= 2"),
         (
             {"operator": {"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}}},

@@ -1,39 +1,55 @@
 {{/*
-The operator's permissions: what it reads, what it writes, and nothing else. Kept in one place so the RBAC test
-(tests/chart/test_rbac.py) and the operator's own list (wattwise/operator) can be compared with it.
+The operator's permissions, read off its code (wattwise/operator/handlers.py, kube.py, peering.py) and kopf's
+needs: what it watches, what it writes, nothing else. tests/chart/test_on_apiserver.py checks them with
+SubjectAccessReviews, allowed and denied.
 */}}
 {{- define "wattwise.operatorClusterRules" -}}
-# Its own resources: watch them, keep kopf's finalizers and progress annotations on them, write their status.
+# PowerBudget and WorkloadClass: kopf watches them and keeps its progress annotations on them (patch); the
+# control loop writes their status. The operator never creates or deletes them.
 - apiGroups: ["wattwise.dev"]
   resources: ["powerbudgets", "workloadclasses"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["wattwise.dev"]
   resources: ["powerbudgets/status", "workloadclasses/status"]
-  verbs: ["get", "patch", "update"]
-# Which nodes each budget holds (nodeSelector), and which pods hold which GPUs with which tier.
+  verbs: ["get", "patch"]
+# Nodes (labels, GPU capacity: which budgets hold them) and GPU pods (tier, class, node): read-only.
 - apiGroups: [""]
   resources: ["nodes", "pods"]
   verbs: ["get", "list", "watch"]
-# Events on budgets (OverBudget, floors do not fit) and on pods (annotations that could not be used).
-- apiGroups: ["", "events.k8s.io"]
+# Events on budgets (in `default`, they are cluster-scoped) and on pods whose annotations could not be used.
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-# Agent reports carry a projected ServiceAccount token: verify it and the node it is bound to.
+  verbs: ["create"]
+# Agent reports carry a projected ServiceAccount token: the operator asks the API server who sent it.
 - apiGroups: ["authentication.k8s.io"]
   resources: ["tokenreviews"]
   verbs: ["create"]
-# kopf discovers and follows the CRDs it serves (read-only).
+# kopf follows CRDs appearing and going away (read-only).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# kopf peering: watch the peering objects, keep alive in the release's own (get/patch by name only).
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  resourceNames: [{{ include "wattwise.peeringName" . | quote }}]
+  verbs: ["get", "patch"]
 {{- end -}}
 
-{{/* Namespaced permissions in the release namespace (peering between the operator replicas). */}}
-{{- define "wattwise.operatorNamespaceRules" -}}
+{{/* The ClusterKopfPeering object the operator replicas share: one per release. */}}
+{{- define "wattwise.peeringName" -}}
+{{- include "wattwise.fullname" . -}}
 {{- end -}}
 
 {{- define "wattwise.operatorArgs" -}}
 - operator
-- --port={{ .Values.operator.port }}
-- --log-level={{ .Values.operator.logLevel }}
+- --listen=0.0.0.0:{{ .Values.operator.port }}
+- --agent-service-account={{ .Release.Namespace }}/{{ include "wattwise.componentName" (dict "root" . "component" "agent") }}
+- --peering={{ include "wattwise.peeringName" . }}
+- --default-tier={{ .Values.defaultTier }}
+- --stale-after={{ .Values.operator.staleAfterSeconds }}
+- --status-interval={{ .Values.operator.statusIntervalSeconds }}
+- --log-level={{ .Values.operator.logLevel | upper }}
 {{- end -}}
