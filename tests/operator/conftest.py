@@ -88,8 +88,8 @@ def domain_factory(
             token_file = tmp_path / f"{node}.token"
             token_file.write_text(token + "\n")
             by_index: dict[int, tuple[str, str]] = {}
-            for pod_name, annotations, indices in (pods(node) if pods else []):
-                manifest = gpu_pod_manifest(pod_name, node, len(indices), annotations)
+            for pod_name, pod_annotations, indices in pods(node) if pods else []:
+                manifest = gpu_pod_manifest(pod_name, node, len(indices), pod_annotations)
                 k8s_cleanup.add(kube_api.core.create_namespaced_pod("default", manifest))
                 by_index.update({i: ("default", pod_name) for i in indices})
             domain.pods[node] = by_index
@@ -106,7 +106,7 @@ def domain_factory(
         agent.stop()
 
 
-def agent_pod_manifest(name: str, node: str) -> dict[str, Any]:
+def agent_pod_manifest(name: str, node: str) -> Any:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -119,7 +119,7 @@ def agent_pod_manifest(name: str, node: str) -> dict[str, Any]:
     }
 
 
-def gpu_pod_manifest(name: str, node: str, gpus: int, annotations: dict[str, str]) -> dict[str, Any]:
+def gpu_pod_manifest(name: str, node: str, gpus: int, annotations: dict[str, str]) -> Any:
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -37,7 +37,7 @@ def applied(kube_api: KubeApi, *objects: dict[str, Any]) -> Iterator[None]:
 
 
 def budget(kube_api: KubeApi, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = kube_api.custom.get_cluster_custom_object(GROUP, VERSION, "powerbudgets", name)
+    obj: Any = kube_api.custom.get_cluster_custom_object(GROUP, VERSION, "powerbudgets", name)
     return obj
 
 
@@ -111,7 +111,16 @@ def test_status_reports_a_lost_node(
 
         wait_until(degraded, "Degraded=True after an agent stops", timeout=15)
         events = control_plane.kubectl(
-            "get", "events", "-n", "default", "--field-selector", f"involvedObject.name={name}", "-o", "name",
-            "-o", "custom-columns=REASON:.reason", "--no-headers",
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "name",
+            "-o",
+            "custom-columns=REASON:.reason",
+            "--no-headers",
         ).stdout.split()
         assert "NodeLost" in events and "Controlling" in events
