@@ -195,6 +195,11 @@ def format_table(report: Mapping[str, Any]) -> str:
     )
     for name in names:
         lines.append(f"  {report['labels'][name]}")
+    lines.append(
+        "wall time: "
+        + ", ".join(f"{n} {runs[n]['wall_s']:.1f} s" for n in names)
+        + (f" (policy {runs['wattwise']['policy_wall_s']:.1f} s)" if "wattwise" in runs else "")
+    )
     if "criteria" in report:
         lines.append("")
         lines.append("Done when:")
