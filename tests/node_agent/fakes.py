@@ -188,10 +188,17 @@ class FakeOperator:
         self.auth: list[str | None] = []
         self.status = 200
         self.token = token
+        #: close each connection after answering, without saying so (what an idle-timeout does to keep-alive)
+        self.drop_connections = False
+        self.connections: set[tuple[str, int]] = set()
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn serves it
+
             def do_POST(self) -> None:
+                owner.connections.add(self.client_address)
+                self.close_connection = owner.drop_connections
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 owner.auth.append(self.headers.get("Authorization"))
                 if self.path != wire.REPORT_PATH:

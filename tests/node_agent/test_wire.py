@@ -65,10 +65,22 @@ def test_connection_refused_then_kept_alive() -> None:
         reporter = Reporter(op.url, None)
         try:
             assert reporter.send(minimal_report()) == wire.ReportReply()
-            assert reporter.send(minimal_report()) == wire.ReportReply()  # over the kept-alive connection
+            assert reporter.send(minimal_report()) == wire.ReportReply()
         finally:
             reporter.close()
-        assert len(op.reports) == 2
+        assert len(op.reports) == 2 and len(op.connections) == 1  # the second report reused the connection
+
+
+def test_connection_closed_while_idle_is_retried_once() -> None:
+    with FakeOperator() as op:
+        op.drop_connections = True
+        reporter = Reporter(op.url, None)
+        try:
+            for _ in range(3):
+                assert reporter.send(minimal_report()) == wire.ReportReply()
+        finally:
+            reporter.close()
+        assert len(op.reports) == 3 and len(op.connections) == 3
 
 
 def test_missing_token_file_is_a_failed_report(tmp_path: pathlib.Path) -> None:

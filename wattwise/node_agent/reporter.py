@@ -14,6 +14,7 @@ verified against `ca_file` (the operator's CA, mounted from a Secret/ConfigMap) 
 from __future__ import annotations
 
 import http.client
+import logging
 import pathlib
 import ssl
 import urllib.parse
@@ -23,6 +24,10 @@ import pydantic
 from wattwise.telemetry import wire
 
 _MAX_REPLY_BYTES = 4 * 1024 * 1024
+#: What a kept-alive connection closed by the server while idle looks like on the next request.
+_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+log = logging.getLogger(__name__)
 
 
 class ReportFailed(RuntimeError):
@@ -76,22 +81,38 @@ class Reporter:
     def send(self, report: wire.NodeReport) -> wire.ReportReply:
         body = report.to_json()
         headers = self._headers(len(body))
-        conn = self._connection()
+        reused = self._conn is not None
         try:
-            conn.request("POST", self._path, body=body, headers=headers)
-            response = conn.getresponse()
-            content = response.read(_MAX_REPLY_BYTES)
+            response, content = self._post(body, headers)
         except (OSError, http.client.HTTPException) as exc:
-            self.close()  # a broken keep-alive connection is re-opened on the next report
-            raise ReportFailed(f"POST {self.url}: {type(exc).__name__}: {exc}") from exc
-        if response.will_close:
-            self.close()
+            if not (reused and isinstance(exc, _STALE_CONNECTION)):
+                raise ReportFailed(f"POST {self.url}: {type(exc).__name__}: {exc}") from exc
+            # the server closed the kept-alive connection while idle: that says nothing about the operator's
+            # health, so try once more on a fresh connection before counting a failure
+            log.debug("kept-alive connection to %s was closed (%s); reconnecting", self.url, exc)
+            try:
+                response, content = self._post(body, headers)
+            except (OSError, http.client.HTTPException) as retry_exc:
+                raise ReportFailed(f"POST {self.url}: {type(retry_exc).__name__}: {retry_exc}") from retry_exc
         if response.status != 200:
             raise ReportFailed(f"POST {self.url}: HTTP {response.status}: {content[:200].decode(errors='replace')}")
         try:
             return wire.ReportReply.model_validate_json(content)
         except pydantic.ValidationError as exc:
             raise ReportFailed(f"POST {self.url}: reply does not match {wire.API_VERSION}: {exc}") from exc
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        conn = self._connection()
+        try:
+            conn.request("POST", self._path, body=body, headers=headers)
+            response = conn.getresponse()
+            content = response.read(_MAX_REPLY_BYTES)
+        except (OSError, http.client.HTTPException):
+            self.close()  # never reuse a connection in an unknown state
+            raise
+        if response.will_close:
+            self.close()
+        return response, content
 
     def close(self) -> None:
         if self._conn is not None:

@@ -41,7 +41,7 @@ class PodResourcesError(RuntimeError):
 class PodResourcesClient:
     """A small synchronous client; one channel for the agent's life (gRPC reconnects by itself)."""
 
-    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout_s: float = 2.0) -> None:
+    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout_s: float = 1.0) -> None:
         self.socket_path = socket_path
         self.timeout_s = timeout_s
         self._channel: Any = None
