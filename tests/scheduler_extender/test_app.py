@@ -53,6 +53,11 @@ def test_filter_with_a_node_list_returns_the_passing_node_objects(client: SyncCl
     assert list(out["FailedAndUnresolvableNodes"]) == ["a1"]
 
 
+def test_an_empty_node_list_as_go_marshals_it(client: SyncClient) -> None:
+    r = client.post("/filter", json={"Pod": pod(), "Nodes": {"metadata": {}, "items": None}, "NodeNames": None})
+    assert r.status_code == 200 and r.json()["Nodes"] == {"metadata": {}, "items": []}
+
+
 def test_prioritize_returns_a_host_priority_list(client: SyncClient) -> None:
     r = client.post("/prioritize", json=args(pod(gpus=1, tier="tolerant"), ["a1", "b1"]))
     assert r.status_code == 200

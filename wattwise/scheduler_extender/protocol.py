@@ -174,7 +174,8 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
             names = raw_names
             problems += _check_names(names, "NodeNames")
     elif raw_nodes is not None:
-        node_items = raw_nodes.get("items") if isinstance(raw_nodes, dict) else None
+        node_items = raw_nodes.get("items", False) if isinstance(raw_nodes, dict) else False
+        node_items = [] if node_items is None else node_items  # Go marshals an empty NodeList's items as null
         if not isinstance(node_items, list):
             problems.append("Nodes: must be a v1.NodeList with an items list")
         else:
