@@ -16,20 +16,21 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
   -X helm.sh/helm/v3/$(pkg).k8sVersionMinor=$(HELM_K8S_MINOR))
 CHART        := charts/wattwise
 
-helm-bin: ## build the Helm CLI from its Go module (cached) and print its path
-	@if [[ ! -x "$(HELM)" ]]; then \
-	  command -v go >/dev/null || { echo "helm $(HELM_VERSION) needs Go to build (no go on PATH)" >&2; exit 2; }; \
-	  mkdir -p "$(dir $(HELM_DIR))"; \
-	  exec 9>"$(HELM_DIR).lock"; flock 9; \
-	  if [[ ! -x "$(HELM)" ]]; then \
-	    tmp="$$(mktemp -d "$(HELM_DIR).tmp.XXXXXX")"; trap 'rm -rf "$$tmp"' EXIT; \
-	    echo "building helm $(HELM_VERSION) into $(HELM_DIR) (minutes on a cold Go cache)" >&2; \
-	    GOBIN="$$tmp" GOFLAGS=-trimpath CGO_ENABLED=0 go install -ldflags \
-	      "$(HELM_LDFLAGS)" "helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)" >&2; \
-	    rm -rf "$(HELM_DIR)"; mv "$$tmp" "$(HELM_DIR)"; trap - EXIT; \
-	  fi; \
-	fi
+helm-bin: $(HELM) ## build the Helm CLI from its Go module (cached) and print its path
 	@echo "$(HELM)"
+
+# The binary itself: build progress goes to stderr, so `make -s chart-template > file` stays clean.
+$(HELM):
+	@command -v go >/dev/null || { echo "helm $(HELM_VERSION) needs Go to build (no go on PATH)" >&2; exit 2; }
+	@mkdir -p "$(dir $(HELM_DIR))"; \
+	exec 9>"$(HELM_DIR).lock"; flock 9; \
+	if [[ ! -x "$(HELM)" ]]; then \
+	  tmp="$$(mktemp -d "$(HELM_DIR).tmp.XXXXXX")"; trap 'rm -rf "$$tmp"' EXIT; \
+	  echo "building helm $(HELM_VERSION) into $(HELM_DIR) (minutes on a cold Go cache)" >&2; \
+	  GOBIN="$$tmp" GOFLAGS=-trimpath CGO_ENABLED=0 go install -ldflags "$(HELM_LDFLAGS)" \
+	    "helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)" >&2; \
+	  rm -rf "$(HELM_DIR)"; mv "$$tmp" "$(HELM_DIR)"; trap - EXIT; \
+	fi
 
 helm-path: ## print where the Helm CLI lives (nothing is built)
 	@echo "$(HELM)"
@@ -47,12 +48,15 @@ crds-sync-check: ## fail when the chart's CRDs differ from crds/
 	@diff -r $(foreach f,$(CHART_ONLY_CRDS),--exclude=$(f)) crds $(CHART)/crds >/dev/null \
 	  || { echo "$(CHART)/crds differs from crds/: run make crds-sync" >&2; exit 1; }
 
-chart-lint: helm-bin ## helm lint the chart with default and sim values
+chart-lint: $(HELM) ## helm lint the chart with default and sim values
 	@$(HELM) lint --strict $(CHART)
-	@$(HELM) lint --strict $(CHART) --set agent.backend=sim --set-json 'agent.nodeSelector={}'
+	@$(HELM) lint --strict $(CHART) --set agent.backend=sim
 
-chart-template: helm-bin ## render the chart with default values to stdout (CHART_ARGS adds helm flags)
-	@$(HELM) template wattwise $(CHART) --namespace wattwise-system $(CHART_ARGS)
+CHART_RELEASE   ?= wattwise
+CHART_NAMESPACE ?= wattwise-system
 
-e2e-kind: helm-bin ## kind cluster + image + chart (sim backend) + a short check; needs Docker and kind
+chart-template: $(HELM) ## render the chart to stdout (CHART_RELEASE, CHART_NAMESPACE; CHART_ARGS adds helm flags)
+	@$(HELM) template $(CHART_RELEASE) $(CHART) --namespace $(CHART_NAMESPACE) $(CHART_ARGS)
+
+e2e-kind: $(HELM) ## kind cluster + image + chart (sim backend) + a short check; needs Docker and kind
 	HELM="$(HELM)" hack/e2e-kind.sh

@@ -1,0 +1,309 @@
+"""The chart against the real control plane: strict server-side dry runs, and RBAC checked by SubjectAccessReview.
+
+The dry run is the API server's own schema check (OpenAPI + CRD schemas, `--validate=strict` refuses unknown and
+duplicate fields) and admission, for every scenario's manifests. The RBAC objects are applied for real (release
+`rbac-check`, its own namespace) and every component's ServiceAccount is asked what it may do: each permission it
+needs is allowed, and a list of things it must never do is denied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.chart import manifests
+from tests.chart.helm import CHART, Helm, Manifest, find
+from tests.chart.scenarios import PROMETHEUS_OPERATOR_KINDS, SCENARIOS
+from tests.support import cluster_objects
+from tests.support.controlplane import ControlPlane, KubeApi, install_crds
+
+pytestmark = pytest.mark.cluster
+
+FIELD_MANAGER = "wattwise-chart-tests"
+RBAC_RELEASE = "rbac-check"
+RBAC_NAMESPACE = "wattwise-rbac-check"
+
+
+@pytest.fixture(scope="module")
+def chart_crds(control_plane: ControlPlane, wattwise_crds: list[str]) -> list[str]:
+    """Every CRD the chart ships (the Wattwise ones and kopf's peering), installed and Established."""
+    return install_crds(control_plane.api_client, CHART / "crds")
+
+
+def _yaml(docs: Sequence[Manifest]) -> str:
+    return yaml.safe_dump_all(list(docs), sort_keys=False)
+
+
+def _apply(plane: ControlPlane, docs: Sequence[Manifest], *, dry_run: bool) -> str:
+    args = ["apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "--validate=strict", "-f", "-"]
+    if dry_run:
+        args.insert(1, "--dry-run=server")
+    return plane.kubectl(*args, input=_yaml(docs)).stdout
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_manifests_pass_a_strict_server_side_dry_run(
+    control_plane: ControlPlane,
+    kube_api: KubeApi,
+    k8s_cleanup: cluster_objects.Cleanup,
+    rendered: dict[str, list[Manifest]],
+    chart_crds: list[str],
+    scenario: str,
+) -> None:
+    docs = [d for d in rendered[scenario] if d["kind"] not in PROMETHEUS_OPERATOR_KINDS]
+    for namespace in sorted({d["metadata"]["namespace"] for d in docs if d["metadata"].get("namespace")}):
+        if namespace != "kube-system" and cluster_objects.ensure_namespace(kube_api.core, namespace):
+            k8s_cleanup.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    out = _apply(control_plane, docs, dry_run=True)
+    applied = [line for line in out.splitlines() if line.endswith("(server dry run)")]
+    assert len(applied) == len(docs), out
+
+
+def test_the_dry_run_refuses_an_unknown_field(
+    control_plane: ControlPlane, rendered: dict[str, list[Manifest]], chart_crds: list[str]
+) -> None:
+    deployment = find(rendered["default"], "Deployment", "wattwise-extender")
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["metadata"]["namespace"] = "default"
+    broken["spec"]["template"]["spec"]["containers"][0]["resource"] = {"limits": {"cpu": "1"}}
+    result = control_plane.kubectl(
+        "apply", "--dry-run=server", "--server-side", "--validate=strict", "-f", "-", input=_yaml([broken]), check=False
+    )
+    assert result.returncode != 0
+    assert '.spec.template.spec.containers[name="extender"].resource: field not declared in schema' in result.stderr
+
+
+# --- RBAC ---------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    namespace: str
+    accounts: dict[str, str]  # component -> ServiceAccount name
+    peering: str
+    scheduler_name: str
+
+
+@pytest.fixture(scope="module")
+def rbac_release(control_plane: ControlPlane, helm: Helm, chart_crds: list[str]) -> Iterator[Release]:
+    """The chart's ServiceAccounts, Roles and bindings, applied for real; deleted at the end of the module."""
+    docs = helm.template(release=RBAC_RELEASE, namespace=RBAC_NAMESPACE)
+    rbac_kinds = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    rbac = [d for d in docs if d["kind"] in rbac_kinds]
+    core = client.CoreV1Api(control_plane.api_client)
+    created = cluster_objects.ensure_namespace(core, RBAC_NAMESPACE)
+    _apply(control_plane, rbac, dry_run=False)
+    accounts = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "ServiceAccount"
+    }
+    try:
+        yield Release(
+            RBAC_NAMESPACE,
+            accounts,
+            find(docs, "ClusterKopfPeering")["metadata"]["name"],
+            yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])["profiles"][0]["schedulerName"],
+        )
+    finally:
+        control_plane.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=_yaml(rbac))
+        if created:
+            cleanup = cluster_objects.Cleanup(control_plane.api_client)
+            cleanup.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RBAC_NAMESPACE}})
+            cleanup.run()
+
+
+@dataclasses.dataclass(frozen=True)
+class Ask:
+    """One question to the authorizer. `namespace` "@release" means the release's namespace; None: cluster."""
+
+    verb: str
+    resource: str
+    group: str = ""
+    subresource: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        sub = f"/{self.subresource}" if self.subresource else ""
+        where = f" in {self.namespace}" if self.namespace else ""
+        named = f" {self.name}" if self.name else ""
+        return f"{self.verb} {self.resource}{sub}.{self.group or 'core'}{named}{where}"
+
+
+RELEASE_NS = "@release"
+PEERING = "@peering"
+LEASE = "@lease"
+
+NEEDS: dict[str, list[Ask]] = {
+    "operator": [
+        Ask("list", "powerbudgets", "wattwise.dev"),
+        Ask("watch", "powerbudgets", "wattwise.dev"),
+        Ask("patch", "powerbudgets", "wattwise.dev", name="facility"),
+        Ask("patch", "powerbudgets", "wattwise.dev", "status", name="facility"),
+        Ask("watch", "workloadclasses", "wattwise.dev"),
+        Ask("patch", "workloadclasses", "wattwise.dev", "status", name="chat"),
+        Ask("list", "pods"),
+        Ask("watch", "pods"),
+        Ask("get", "pods", namespace="inference"),
+        Ask("list", "nodes"),
+        Ask("watch", "nodes"),
+        Ask("create", "events", namespace="default"),
+        Ask("create", "events", namespace="inference"),
+        Ask("create", "tokenreviews", "authentication.k8s.io"),
+        Ask("list", "customresourcedefinitions", "apiextensions.k8s.io"),
+        Ask("watch", "customresourcedefinitions", "apiextensions.k8s.io"),
+        Ask("list", "clusterkopfpeerings", "kopf.dev"),
+        Ask("watch", "clusterkopfpeerings", "kopf.dev"),
+        Ask("get", "clusterkopfpeerings", "kopf.dev", name=PEERING),
+        Ask("patch", "clusterkopfpeerings", "kopf.dev", name=PEERING),
+    ],
+    "scheduler": [
+        Ask("create", "pods", subresource="binding", namespace="inference"),
+        Ask("create", "bindings", namespace="inference"),
+        Ask("list", "pods"),
+        Ask("watch", "nodes"),
+        Ask("patch", "pods", subresource="status", namespace="inference"),
+        Ask("create", "events", "events.k8s.io", namespace="inference"),
+        Ask("create", "leases", "coordination.k8s.io", namespace=RELEASE_NS),
+        Ask("get", "leases", "coordination.k8s.io", namespace=RELEASE_NS, name=LEASE),
+        Ask("update", "leases", "coordination.k8s.io", namespace=RELEASE_NS, name=LEASE),
+        Ask("get", "configmaps", namespace="kube-system", name="extension-apiserver-authentication"),
+        Ask("list", "persistentvolumeclaims"),
+        Ask("update", "persistentvolumes", name="pv-1"),
+        Ask("list", "storageclasses", "storage.k8s.io"),
+        Ask("create", "tokenreviews", "authentication.k8s.io"),
+        Ask("create", "subjectaccessreviews", "authorization.k8s.io"),
+    ],
+    # The agent and the extender never call the API server.
+    "agent": [],
+    "extender": [],
+}
+
+#: Never, for any component.
+FORBIDDEN_TO_ALL = [
+    Ask("get", "secrets", namespace=RELEASE_NS),
+    Ask("list", "secrets"),
+    Ask("create", "pods", subresource="exec", namespace="inference"),
+    Ask("create", "pods", namespace="inference"),
+    Ask("patch", "nodes", name="gpu-1"),
+    Ask("delete", "nodes", name="gpu-1"),
+    Ask("delete", "customresourcedefinitions", "apiextensions.k8s.io", name="powerbudgets.wattwise.dev"),
+    Ask("update", "customresourcedefinitions", "apiextensions.k8s.io", name="powerbudgets.wattwise.dev"),
+    Ask("create", "powerbudgets", "wattwise.dev"),
+    Ask("delete", "powerbudgets", "wattwise.dev", name="facility"),
+    Ask("delete", "workloadclasses", "wattwise.dev", name="chat"),
+    Ask("create", "clusterrolebindings", "rbac.authorization.k8s.io"),
+    Ask("impersonate", "users"),
+    Ask("create", "serviceaccounts", subresource="token", namespace=RELEASE_NS, name="wattwise-operator"),
+    Ask("update", "deployments", "apps", namespace=RELEASE_NS, name="wattwise-operator"),
+    Ask("list", "configmaps", namespace=RELEASE_NS),
+]
+FORBIDDEN: dict[str, list[Ask]] = {
+    "operator": [
+        *FORBIDDEN_TO_ALL,
+        Ask("delete", "pods", namespace="inference"),
+        Ask("patch", "nodes", subresource="status", name="gpu-1"),
+        Ask("delete", "clusterkopfpeerings", "kopf.dev", name=PEERING),
+        Ask("patch", "clusterkopfpeerings", "kopf.dev", name="another-operator"),
+        Ask("create", "leases", "coordination.k8s.io", namespace=RELEASE_NS),
+    ],
+    "scheduler": [
+        *FORBIDDEN_TO_ALL,
+        Ask("update", "leases", "coordination.k8s.io", namespace=RELEASE_NS, name="someone-elses-lease"),
+        Ask("get", "configmaps", namespace="kube-system", name="kube-proxy"),
+        Ask("update", "powerbudgets", "wattwise.dev", name="facility"),
+        Ask("create", "tokenreviews", "authentication.k8s.io", subresource="status"),
+    ],
+    "agent": [
+        *FORBIDDEN_TO_ALL,
+        Ask("get", "pods", namespace="inference"),
+        Ask("list", "nodes"),
+        Ask("patch", "nodes", subresource="status", name="gpu-1"),
+        Ask("create", "tokenreviews", "authentication.k8s.io"),
+        Ask("list", "powerbudgets", "wattwise.dev"),
+        Ask("create", "events", namespace=RELEASE_NS),
+    ],
+    "extender": [
+        *FORBIDDEN_TO_ALL,
+        Ask("list", "pods"),
+        Ask("list", "nodes"),
+        Ask("create", "pods", subresource="binding", namespace="inference"),
+        Ask("list", "workloadclasses", "wattwise.dev"),
+        Ask("get", "leases", "coordination.k8s.io", namespace=RELEASE_NS, name=LEASE),
+    ],
+}
+
+
+def _allowed(api: client.AuthorizationV1Api, release: Release, component: str, ask: Ask) -> bool:
+    account = release.accounts[component]
+    names = {PEERING: release.peering, LEASE: release.scheduler_name}
+    namespace = release.namespace if ask.namespace == RELEASE_NS else ask.namespace
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{release.namespace}:{account}",
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{release.namespace}", "system:authenticated"],
+            resource_attributes=client.V1ResourceAttributes(
+                verb=ask.verb,
+                group=ask.group,
+                resource=ask.resource,
+                subresource=ask.subresource,
+                namespace=namespace,
+                name=names.get(ask.name or "", ask.name),
+            ),
+        )
+    )
+    status = api.create_subject_access_review(review).status
+    return bool(status is not None and status.allowed)
+
+
+@pytest.mark.parametrize("component", sorted(NEEDS))
+def test_each_component_may_do_what_it_needs(kube_api: KubeApi, rbac_release: Release, component: str) -> None:
+    api = kube_api.authorization
+    refused = [str(ask) for ask in NEEDS[component] if not _allowed(api, rbac_release, component, ask)]
+    assert refused == []
+
+
+@pytest.mark.parametrize("component", sorted(FORBIDDEN))
+def test_each_component_may_not_do_more(kube_api: KubeApi, rbac_release: Release, component: str) -> None:
+    api = kube_api.authorization
+    granted = [str(ask) for ask in FORBIDDEN[component] if _allowed(api, rbac_release, component, ask)]
+    assert granted == []
+
+
+def test_components_without_rbac_are_bound_to_nothing(helm: Helm) -> None:
+    docs = helm.template(release=RBAC_RELEASE, namespace=RBAC_NAMESPACE)
+    bound = {
+        subject["name"]
+        for d in docs
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        for subject in d.get("subjects", [])
+    }
+    assert f"{RBAC_RELEASE}-wattwise-agent" not in bound
+    assert f"{RBAC_RELEASE}-wattwise-extender" not in bound
+    for component in ("agent", "extender"):
+        (workload,) = [d for d in docs if d["kind"] in manifests.WORKLOADS and component in d["metadata"]["name"]]
+        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_operator_token_gets_exactly_those_answers_from_kubectl(
+    control_plane: ControlPlane, rbac_release: Release
+) -> None:
+    """The same rules through a real token and `kubectl auth can-i` (SelfSubjectAccessReview), not just SAR."""
+    token = control_plane.service_account_token(rbac_release.namespace, rbac_release.accounts["operator"])
+    kubeconfig = control_plane.kubeconfig_for_token(token, f"{rbac_release.namespace}-operator")
+
+    def can_i(*args: str) -> bool:
+        result = control_plane.kubectl("auth", "can-i", *args, kubeconfig=kubeconfig, check=False)
+        return result.stdout.strip() == "yes"
+
+    assert can_i("watch", "powerbudgets.wattwise.dev")
+    assert can_i("patch", "powerbudgets.wattwise.dev", "--subresource=status")
+    assert can_i("create", "tokenreviews.authentication.k8s.io")
+    assert not can_i("get", "secrets", "-A")
+    assert not can_i("delete", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not can_i("create", "pods/exec", "-n", "default")
