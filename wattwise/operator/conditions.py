@@ -57,9 +57,10 @@ def merge(
 
 
 def changed(previous: Iterable[Mapping[str, Any]] | None, current: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether a condition's status, reason or message differs (the things worth an immediate write)."""
+    """Whether a condition's status or reason differs: worth an immediate write. (Messages carry live figures;
+    they are written on the regular cadence.)"""
 
-    def key(conds: Iterable[Mapping[str, Any]] | None) -> dict[Any, tuple[Any, Any, Any]]:
-        return {c.get("type"): (c.get("status"), c.get("reason"), c.get("message")) for c in conds or []}
+    def key(conds: Iterable[Mapping[str, Any]] | None) -> dict[Any, tuple[Any, Any]]:
+        return {c.get("type"): (c.get("status"), c.get("reason")) for c in conds or []}
 
     return key(previous) != key(current)
