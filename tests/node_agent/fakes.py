@@ -241,10 +241,10 @@ class FakeOperator:
             yield json.loads(r.to_json())
 
 
-def sample_value(collect: Callable[[], Any], name: str, **labels: str) -> float | None:
+def sample_value(collect: Callable[[], Any], metric: str, /, **labels: str) -> float | None:
     """A metric sample's value by name and (a subset of) labels from a collector, or None when absent."""
     for family in collect():
         for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items()):
                 return float(s.value)
     return None

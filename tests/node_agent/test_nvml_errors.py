@@ -65,6 +65,7 @@ def test_lost_gpu_is_reported_lost_and_the_rest_go_on(fake_agent) -> None:  # ty
     assert sample_value(collector.collect, "wattwise_gpu_status", uuid=U0, status="lost") == 1.0
     assert sample_value(collector.collect, "wattwise_gpu_status", uuid=U1, status="ok") == 1.0
     assert sample_value(collector.collect, "wattwise_gpu_power_watts", uuid=U0) is None
+    assert sample_value(collector.collect, "wattwise_gpu_info", uuid=U1, name="NVIDIA H100 80GB HBM3") == 1.0
     report = gpu_report(r0, None, [], None)
     assert report.status is GpuStatus.LOST and report.power_watts is None
     assert (

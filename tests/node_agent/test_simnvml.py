@@ -115,3 +115,15 @@ def test_backend_over_sim_reads_every_field() -> None:
 def test_unknown_model() -> None:
     with pytest.raises(ValueError, match="unknown GPU model"):
         SimNvml(1, "v100")
+
+
+def test_lose_after_a_delay() -> None:
+    clock = ManualClock()
+    lib = started(clock=clock)
+    lib.lose_after(1, 30)
+    h = lib.nvmlDeviceGetHandleByIndex(1)
+    clock.advance(29)
+    assert lib.nvmlDeviceGetPowerUsage(h) >= 0
+    clock.advance(1)
+    with pytest.raises(pynvml.NVMLError_GpuIsLost):
+        lib.nvmlDeviceGetPowerUsage(h)

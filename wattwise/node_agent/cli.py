@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="seed of the simulated load and GPU UUIDs (env WATTWISE_SIM_SEED)",
     )
     p.add_argument(
+        "--sim-lose",
+        action="append",
+        default=[],
+        metavar="INDEX@SECONDS",
+        help="simulate GPU INDEX falling off the bus SECONDS after start (repeatable; sim backend only)",
+    )
+    p.add_argument(
         "--node-name",
         default=_env("WATTWISE_NODE_NAME") or socket.gethostname(),
         help="this node's name, from the downward API (env WATTWISE_NODE_NAME)",
@@ -141,7 +148,14 @@ def build_backend(args: argparse.Namespace) -> NvmlBackend:
     if args.backend == "sim":
         from wattwise.node_agent.simnvml import SimNvml
 
-        return NvmlBackend(SimNvml(args.sim_gpus, args.sim_model, seed=args.sim_seed), name="sim")
+        lib = SimNvml(args.sim_gpus, args.sim_model, seed=args.sim_seed)
+        for spec in args.sim_lose:
+            index, _, seconds = spec.partition("@")
+            try:
+                lib.lose_after(int(index), float(seconds or 0))
+            except ValueError:
+                raise ValueError(f"--sim-lose wants INDEX@SECONDS, got {spec!r}") from None
+        return NvmlBackend(lib, name="sim")
     import pynvml
 
     return NvmlBackend(pynvml, name="nvml")

@@ -107,6 +107,14 @@ class AgentCollector(Collector):
         yield energy
         yield reasons
 
+        info = GaugeMetricFamily(
+            "wattwise_gpu_info", "Always 1; carries the GPU's model name.", labels=[*GPU_LABELS, "name"]
+        )
+        for r, lbl in labelled:
+            if r.name is not None:
+                info.add_metric([*lbl, r.name], 1.0)
+        yield info
+
         up = GaugeMetricFamily(
             "wattwise_gpu_status", "1 for the GPU's current status (ok, lost, error).", labels=[*GPU_LABELS, "status"]
         )

@@ -102,6 +102,7 @@ class SimNvml:
         self._last_step = self._t0
         self._pinned: dict[int, tuple[float, float]] = {}
         self._lost: set[int] = set()
+        self._lose_at: dict[int, float] = {}  # index -> seconds after start
         self._initialised = 0
         self._lock = threading.Lock()
 
@@ -114,6 +115,10 @@ class SimNvml:
     def lose(self, index: int) -> None:
         """The GPU falls off the bus: every later call on it raises NVMLError_GpuIsLost."""
         self._lost.add(index)
+
+    def lose_after(self, index: int, seconds: float) -> None:
+        """Lose the GPU once `seconds` have passed since the bindings were created (for demos and soak runs)."""
+        self._lose_at[index] = seconds
 
     # --- plumbing ------------------------------------------------------------------------------------------------
 
@@ -139,6 +144,9 @@ class SimNvml:
             self._raise(pynvml.NVML_ERROR_UNINITIALIZED)
         if not isinstance(handle, _Handle) or not 0 <= handle.index < len(self.gpus):
             self._raise(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if handle.index in self._lose_at and self._monotonic() - self._t0 >= self._lose_at[handle.index]:
+            self._lost.add(handle.index)
+            del self._lose_at[handle.index]
         if handle.index in self._lost:
             self._raise(pynvml.NVML_ERROR_GPU_IS_LOST)
         index: int = handle.index
