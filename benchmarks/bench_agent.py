@@ -165,6 +165,8 @@ def main(argv: list[str]) -> None:
         cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
         hwm_mib = _status_kib(proc.pid, "VmHWM") / 1024
         rss_mib = _status_kib(proc.pid, "VmRSS") / 1024
+        anon_mib = _status_kib(proc.pid, "RssAnon") / 1024
+        file_mib = _status_kib(proc.pid, "RssFile") / 1024
         reports = operator.reports - reports0
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -189,6 +191,7 @@ def main(argv: list[str]) -> None:
           f" {'OK' if share < CPU_TARGET else 'OVER TARGET'}")  # fmt: skip
     print(f"  peak RSS (VmHWM): {hwm_mib:.1f} MiB, now {rss_mib:.1f} MiB (target < {RSS_TARGET_MIB:.0f} MiB)"
           f" {'OK' if hwm_mib < RSS_TARGET_MIB else 'OVER TARGET'}")  # fmt: skip
+    print(f"  resident now: {anon_mib:.1f} MiB anonymous (heap) + {file_mib:.1f} MiB file-backed (shared libraries)")
     print(f"  of which the simulated GPUs' physics (numpy, not loaded by --backend nvml): "
           f"{with_sim - agent_only:.1f} MiB; agent modules alone {agent_only:.1f} MiB at import")  # fmt: skip
     print(f"  (`wattwise agent` imports every role's parser: {every_role:.1f} MiB at import; the DaemonSet runs "

@@ -8,7 +8,7 @@ The errors are the real `pynvml.NVMLError_*` classes, so `except pynvml.NVMLErro
 
 The GPUs are stepped on the wall clock (monotonic) at every read, and driven by a synthetic load that is a
 pure function of (seed, GPU index, time): the same seed gives the same load curve whatever the sample times.
-Tests may pin a GPU's load (`set_load`) or lose a GPU (`lose`).
+Tests may pin a GPU's load (`set_load`) or lose a GPU (`lose`, or `lose_after` for `--sim-lose`).
 """
 
 from __future__ import annotations
