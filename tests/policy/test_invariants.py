@@ -16,17 +16,12 @@ EPS = 1e-6
 
 
 def _planned_gpu_w(b: BudgetState, gpus: dict[str, GpuState], d: Decision) -> float:
-    """GPU watts the decision commits the budget to: stale GPUs at their limit, critical GPUs at their
-    reservation (a fully served critical GPU is not limited), every other GPU at its new limit."""
+    """GPU watts the decision plans for the next second: stale GPUs at their limit, every other GPU at what it
+    is expected to draw, its demand estimate, or its new limit where that is lower."""
     total = 0.0
     for u in b.gpu_uuids:
         g = gpus[u]
-        if not g.fresh:
-            total += g.counted_w
-        elif g.tier is LatencyTier.CRITICAL:
-            total += min(d.limits[u], d.demand_w[u])
-        else:
-            total += d.limits[u]
+        total += g.counted_w if not g.fresh else min(d.limits[u], d.demand_w[u])
     return total
 
 

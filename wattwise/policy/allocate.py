@@ -64,18 +64,18 @@ def _squeeze_floors(slots: Sequence[_Slot], need: float) -> None:
     """BelowFloors emergency: take `need` watts off floors, tolerant first, critical last, down to GPU minimums."""
     for tier in reversed(TIERS_BY_RANK):
         group = [s for s in slots if s.gpu.tier is tier]
-        reducible = sum(s.alloc - s.gpu.limits.min_w for s in group)
+        lows = [min(s.gpu.limits.min_w, s.alloc) for s in group]
+        reducible = sum(s.alloc - lo for s, lo in zip(group, lows, strict=True))
         if reducible <= _EPS:
             continue
         if reducible >= need:
-            lows = [s.gpu.limits.min_w for s in group]
             for s, a in zip(
                 group, water_fill(lows, [s.alloc for s in group], sum(s.alloc for s in group) - need), strict=True
             ):
                 s.alloc = a
             return
-        for s in group:
-            s.alloc = s.gpu.limits.min_w
+        for s, lo in zip(group, lows, strict=True):
+            s.alloc = lo
         need -= reducible
 
 
@@ -100,15 +100,19 @@ def allocate(
         if not g.fresh:
             continue
         ceiling = min(g.ceiling, ceilings.get(g.uuid, math.inf))
-        floor = min(g.floor, ceiling)
-        slots.append(_Slot(g, floor, ceiling, min(ceiling, max(floor, demand.get(g.uuid, ceiling))), floor))
+        want = min(ceiling, demand.get(g.uuid, ceiling))
+        # Reserved at its demand, not its floor: a floor only bounds how far its limit may be squeezed, and an
+        # idle GPU whose limit sits at its floor draws far less.
+        floor = min(g.floor, ceiling, want)
+        slots.append(_Slot(g, floor, ceiling, want, floor))
     floors_w = sum(s.floor for s in slots)
     room = allowance_w - reserved - floors_w
     feasible = room >= -_EPS
     if not feasible:
-        if emergency is EmergencyPolicy.BELOW_FLOORS:
+        below = emergency is EmergencyPolicy.BELOW_FLOORS
+        if below:
             _squeeze_floors(slots, -room)
-        return Allocation({s.gpu.uuid: s.alloc for s in slots}, floors_w, False)
+        return Allocation({s.gpu.uuid: _limit(s, below_floors=below) for s in slots}, floors_w, False)
 
     for tier in TIERS_BY_RANK:
         tier_slots = sorted((s for s in slots if s.gpu.tier is tier), key=lambda s: -s.gpu.priority)
@@ -117,8 +121,13 @@ def allocate(
     for tier in TIERS_BY_RANK[1:] if spare_headroom else ():
         room = _fill([s for s in slots if s.gpu.tier is tier], room, upto="ceiling")
 
-    limits = {}
-    for s in slots:
-        served = s.alloc >= s.demand - _EPS
-        limits[s.gpu.uuid] = s.ceiling if s.gpu.tier is LatencyTier.CRITICAL and served else s.alloc
-    return Allocation(limits, floors_w, True)
+    return Allocation({s.gpu.uuid: _limit(s, below_floors=False) for s in slots}, floors_w, True)
+
+
+def _limit(s: _Slot, *, below_floors: bool) -> float:
+    """The limit a slot's allocation translates to. A fully served critical GPU is not limited (its ceiling);
+    a squeezed one never goes under its floor unless the BelowFloors emergency took the floor away."""
+    if s.gpu.tier is LatencyTier.CRITICAL and s.alloc >= s.demand - _EPS:
+        return s.ceiling
+    bottom = s.gpu.limits.min_w if below_floors else min(s.gpu.floor, s.ceiling)
+    return max(s.alloc, bottom)

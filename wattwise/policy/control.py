@@ -77,12 +77,15 @@ def _ramped(
     return out
 
 
-def _squeezed(g: GpuState, limit: float, demand: Mapping[str, float]) -> bool:
-    """Held below what it should have: a critical GPU below its ceiling (any limit on critical work counts),
-    any other GPU below its demand (a limit sized to an idle GPU's use does not bind)."""
+def _squeezed(g: GpuState, limit: float, demand: Mapping[str, float], tuning: Tuning) -> bool:
+    """Held below what it should have: a critical GPU below its ceiling (any limit on critical work counts);
+    any other GPU below its demand with a limit that binds (it draws at the limit), since a limit above what an
+    idle GPU draws, or one still ramping up toward an old peak, takes nothing from it."""
     if g.tier is LatencyTier.CRITICAL:
         return limit < g.ceiling - _EPS
-    return limit < demand.get(g.uuid, g.ceiling) - _EPS
+    assert g.power_w is not None
+    binding = g.power_w >= limit - max(tuning.capped_within_w, tuning.capped_within_fraction * limit)
+    return binding and limit < demand.get(g.uuid, g.ceiling) - _EPS
 
 
 def _protect(
@@ -90,11 +93,12 @@ def _protect(
     budgets: Iterable[BudgetState],
     members: Mapping[str, list[GpuState]],
     demand: Mapping[str, float],
+    tuning: Tuning,
 ) -> None:
     """Hold less protected tiers at their floors while a more protected GPU in the same budget is squeezed."""
     for b in budgets:
         live = [g for g in members[b.name] if g.uuid in limits and g.fresh]
-        squeezed_ranks = [g.tier.rank for g in live if _squeezed(g, limits[g.uuid], demand)]
+        squeezed_ranks = [g.tier.rank for g in live if _squeezed(g, limits[g.uuid], demand, tuning)]
         if not squeezed_ranks:
             continue
         top = min(squeezed_ranks)
@@ -192,10 +196,10 @@ def decide(
         all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare)
 
     limits = _ramped(enforce_targets, _start_points(in_any, {}, prefer_enforced=True), ramp, dt_s)
-    _protect(limits, enforce, members, demand)
+    _protect(limits, enforce, members, demand, tuning)
     previous_recommended = previous.recommended if previous else {}
     recommended = _ramped(all_targets, _start_points(in_any, previous_recommended, prefer_enforced=False), ramp, dt_s)
-    _protect(recommended, budgets, members, demand)
+    _protect(recommended, budgets, members, demand, tuning)
 
     # A stale GPU cannot be steered: keep whatever was last decided for it so it gets that when it returns.
     previous_limits = previous.limits if previous else {}

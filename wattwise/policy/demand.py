@@ -18,12 +18,15 @@ def is_capped(gpu: GpuState, tuning: Tuning) -> bool:
 
 
 def estimate_demand(gpu: GpuState, previous_w: float | None, dt_s: float, tuning: Tuning) -> float:
-    """Demand in watts within [floor, ceiling]; only meaningful for GPUs with a fresh reading."""
+    """Watts the GPU would use next second if not limited, at most its ceiling; needs a fresh reading.
+
+    Not raised to the floor: a floor bounds a GPU's *limit*, while demand is what a critical GPU is reserved at.
+    """
     assert gpu.power_w is not None
     capped = is_capped(gpu, tuning)
     raw = gpu.ceiling if capped else gpu.power_w * (1.0 + tuning.margin_fraction) + tuning.margin_w
-    if gpu.expected_w is not None and gpu.tier.rank == 0:
-        raw = max(raw, gpu.expected_w)
     if previous_w is not None:
         raw = max(raw, previous_w - tuning.decay_for(gpu.tier) * dt_s)
-    return min(gpu.ceiling, max(gpu.floor, raw))
+    elif gpu.expected_w is not None:
+        raw = max(raw, gpu.expected_w)  # first sight: trust the class until readings have a history
+    return min(gpu.ceiling, raw)

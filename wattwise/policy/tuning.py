@@ -22,9 +22,9 @@ class Tuning:
     margin_fraction: float = 0.10
     margin_w: float = 20.0
     decay_w_per_s: tuple[tuple[LatencyTier, float], ...] = (
-        (LatencyTier.CRITICAL, 8.0),
-        (LatencyTier.STANDARD, 25.0),
-        (LatencyTier.TOLERANT, 50.0),
+        (LatencyTier.CRITICAL, 25.0),
+        (LatencyTier.STANDARD, 50.0),
+        (LatencyTier.TOLERANT, 100.0),
     )
 
     def decay_for(self, tier: LatencyTier) -> float:
