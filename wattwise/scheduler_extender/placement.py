@@ -107,6 +107,19 @@ class _Verdict:
     h: float | None = None
     needs: Mapping[str, BudgetClaim] = dataclasses.field(default_factory=dict)
 
+    @property
+    def result(self) -> _Result:
+        """What `evaluate` returns for a node this verdict settles (temperature aside)."""
+        if self.outcome in _REJECTS:
+            return self.outcome, self.reason, None, None, self
+        return self.outcome, "", self.h, None, self
+
+
+#: (outcome, reason if rejected, headroom fraction h, thermal fraction t, the budget verdict used)
+_Result = tuple[Outcome, str, float | None, float | None, "_Verdict | None"]
+_UNKNOWN: _Result = (Outcome.PASS_UNKNOWN_NODE, "", None, None, None)
+_UNMANAGED: _Result = (Outcome.PASS_UNMANAGED, "", None, None, None)
+
 
 class _Evaluator:
     """Per-request state: budget availability and reason strings computed once, shared by every node."""
@@ -128,7 +141,8 @@ class _Evaluator:
         )
         self._critical = demand.tier is LatencyTier.CRITICAL
         self._avail: dict[str, tuple[float, float]] = {}
-        self._verdicts: dict[tuple[tuple[str, ...], float], _Verdict] = {}
+        self._verdicts: dict[tuple[tuple[str, ...], float], tuple[_Verdict, _Result]] = {}
+        self._thermal: dict[tuple[float, float], tuple[bool, float | None]] = {}
         self._reasons: dict[tuple[object, ...], str] = {}
 
     def available(self, budget: str) -> tuple[float, float]:
@@ -150,27 +164,30 @@ class _Evaluator:
         product = self.labels.get(node, {}).get(GPU_PRODUCT_LABEL)
         return nameplate_for_product(product) or FALLBACK_NAMEPLATE_W
 
-    def evaluate(self, node: str) -> tuple[Outcome, str, float | None, float | None, _Verdict | None]:
-        """(outcome, reason if rejected, headroom fraction h, thermal fraction t, the budget verdict used)."""
+    def evaluate(self, node: str) -> _Result:
+        """One node's result. Hot path: everything that nodes share is computed once per request."""
         facts = self.snapshot.nodes.get(node)
         if facts is None:
-            return Outcome.PASS_UNKNOWN_NODE, "", None, None, None
+            return _UNKNOWN
         if not facts.budgets:
-            return Outcome.PASS_UNMANAGED, "", None, None, None
+            return _UNMANAGED
         # Nodes of one rack share budgets and GPU model: judge the budgets once per such group.
         key = facts.group or (facts.budgets, self.nameplate(node, facts))
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            verdict = self._verdicts[key] = self._judge_budgets(*key)
-        if verdict.outcome in _REJECTS:
-            return verdict.outcome, verdict.reason, None, None, verdict
-        if not self._critical:  # temperature only matters to critical pods (rule and score)
-            return verdict.outcome, "", verdict.h, None, verdict
-        threshold = facts.thermal_threshold_c or self.config.thermal_threshold_c
+        judged = self._verdicts.get(key)
+        if judged is None:
+            verdict = self._judge_budgets(*key)
+            judged = self._verdicts[key] = (verdict, verdict.result)
+        verdict, result = judged
         temp = facts.max_temperature_c
-        if temp is not None and temp >= threshold:
+        if not self._critical or verdict.outcome in _REJECTS or temp is None:
+            return result  # temperature only matters to critical pods (rule and score)
+        threshold = facts.thermal_threshold_c or self.config.thermal_threshold_c
+        hot_t = self._thermal.get((temp, threshold))
+        if hot_t is None:  # NVML reports whole degrees: few distinct readings per request
+            hot_t = self._thermal[(temp, threshold)] = (temp >= threshold, scoring.thermal_fraction(temp, threshold))
+        if hot_t[0]:
             return Outcome.REJECT_THERMAL, self._thermal_reason(temp, threshold), None, None, verdict
-        return verdict.outcome, "", verdict.h, scoring.thermal_fraction(temp, threshold), verdict
+        return verdict.outcome, "", verdict.h, hot_t[1], verdict
 
     def _judge_budgets(self, budgets: tuple[str, ...], nameplate: float) -> _Verdict:
         d = self.demand
