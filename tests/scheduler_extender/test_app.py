@@ -209,3 +209,14 @@ def test_metrics_are_exposed_in_text_format(client: SyncClient) -> None:
     r = client.get("/metrics")
     assert r.status_code == 200
     assert 'wattwise_extender_decisions_total{outcome="reject_thermal",tier="tolerant",verb="filter"} 0.0' in r.text
+
+
+def test_an_outage_is_logged_once_not_per_call(
+    client: SyncClient, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock.advance(60)
+    for i in range(3):
+        client.post("/filter", json=args(pod(f"p{i}"), ["a1"]))
+        client.post("/filter", json=args(pod(f"q{i}", scheduler="default-scheduler"), ["a1"]))
+    warnings = [r for r in caplog.records if "placing without power data" in r.getMessage()]
+    assert len(warnings) == 1

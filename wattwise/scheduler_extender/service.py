@@ -75,14 +75,16 @@ class ExtenderService:
             # Filter claims every passing node; prioritize narrows to what the scheduler still considers.
             self.book.hold(demand.key, decision.passed, decision.claim, now)
             self.metrics.reservations.set(len(self.book))
-        self._report(verb, demand, decision)
+        self._report(verb, demand, decision, judged)
         return decision
 
-    def _report(self, verb: Verb, demand: PodDemand, decision: Decision) -> None:
+    def _report(self, verb: Verb, demand: PodDemand, decision: Decision, judged: bool) -> None:
         self.metrics.record(verb, demand.tier, decision.outcomes)
+        if not judged:  # other schedulers' pods and GPU-less pods say nothing about the power data
+            return
         if decision.degraded:
             self.metrics.degraded.labels(verb).inc()
-            if decision.degraded != self._last_degraded:
+            if not self._last_degraded:  # log the transition, not every call of an outage
                 log.warning("placing without power data: %s", decision.degraded)
         elif self._last_degraded:
             log.info("live state fresh again: filtering on power")
