@@ -150,6 +150,10 @@ class FakeNvml:
         self._check("reasons", h)
         return h.reasons
 
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: FakeGpu) -> int:
+        self._check("throttle_reasons", h)
+        return h.reasons
+
     def nvmlDeviceGetFieldValues(self, h: FakeGpu, ids: list[int]) -> list[pynvml.c_nvmlFieldValue_t]:
         self._check("field_values", h)
         values = (pynvml.c_nvmlFieldValue_t * len(ids))()  # the real ctypes structure

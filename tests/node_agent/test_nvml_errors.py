@@ -32,14 +32,14 @@ def test_fake_raises_the_real_pynvml_classes() -> None:
         ("temperature", "temperature_celsius", "wattwise_gpu_temperature_celsius"),
         ("memory_temperature", "memory_temperature_celsius", "wattwise_gpu_memory_temperature_celsius"),
         ("field_values", "memory_temperature_celsius", "wattwise_gpu_memory_temperature_celsius"),
-        ("reasons", "clock_event_reasons", "wattwise_gpu_clock_event_active"),
+        ("reasons+throttle_reasons", "clock_event_reasons", "wattwise_gpu_clock_event_active"),
         ("utilization", "utilization_percent", "wattwise_gpu_utilization_ratio"),
         ("clock", "sm_clock_mhz", "wattwise_gpu_sm_clock_hertz"),
     ],
 )
 @pytest.mark.parametrize("code", [pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND])
 def test_unsupported_field_is_left_out_not_faked(fake_agent, call: str, field: str, metric: str, code: int) -> None:  # type: ignore[no-untyped-def]
-    agent, _, collector = fake_agent([FakeGpu(U0, errors={call: code}), FakeGpu(U1)])
+    agent, _, collector = fake_agent([FakeGpu(U0, errors=dict.fromkeys(call.split("+"), code)), FakeGpu(U1)])
     agent.tick()
     r0, r1 = agent.snapshot.readings
     assert r0.status is GpuStatus.OK and r1.status is GpuStatus.OK
@@ -52,6 +52,13 @@ def test_unsupported_field_is_left_out_not_faked(fake_agent, call: str, field: s
     agent.tick()
     assert agent.snapshot.nvml_error_counts == errors
     assert any(device == U0 for device, _ in agent.backend.session.unsupported)
+
+
+def test_old_driver_reasons_through_the_deprecated_call(fake_agent) -> None:  # type: ignore[no-untyped-def]
+    """Drivers before 535 lack nvmlDeviceGetCurrentClocksEventReasons; the throttle-reasons call has the bits."""
+    agent, _, _ = fake_agent([FakeGpu(U0, errors={"reasons": pynvml.NVML_ERROR_FUNCTION_NOT_FOUND})])
+    agent.tick()
+    assert agent.snapshot.readings[0].clock_event_reasons == 0x4
 
 
 def test_lost_gpu_is_reported_lost_and_the_rest_go_on(fake_agent) -> None:  # type: ignore[no-untyped-def]

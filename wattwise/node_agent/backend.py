@@ -176,6 +176,8 @@ class NvmlBackend:
         mem = read(u, "mem_clock", lib.nvmlDeviceGetClockInfo, h, CLOCK_MEM)
         util = read(u, "utilization", lib.nvmlDeviceGetUtilizationRates, h)
         reasons = read(u, "clock_event_reasons", lib.nvmlDeviceGetCurrentClocksEventReasons, h)
+        if reasons is None:  # drivers before 535 only have the deprecated name for the same bitmask
+            reasons = read(u, "clock_throttle_reasons", lib.nvmlDeviceGetCurrentClocksThrottleReasons, h)
         return GpuReading(
             index=dev.index,
             uuid=u,

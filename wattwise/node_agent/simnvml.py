@@ -225,6 +225,9 @@ class SimNvml:
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: _Handle) -> int:
         return int(self._gpu(h).clock_event_reasons)
 
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: _Handle) -> int:
+        return int(self._gpu(h).clock_event_reasons)
+
     def nvmlDeviceGetFieldValues(self, h: _Handle, field_ids: list[int]) -> list[FieldValue]:
         gpu = self._gpu(h)
         out = []
