@@ -9,8 +9,8 @@ Per budget (ARCHITECTURE.md, "The control loop"):
 3. Allocation (`allocate`) of the GPU allowance, which is sized so that planned facility draw stays at the target
    whenever the floors fit; a GPU in several budgets gets the minimum, and a second pass lets each budget re-share
    what other budgets' tighter limits left unused.
-4. Lower at once, raise by at most the ramp; while a GPU of a more protected tier is limited, GPUs of less
-   protected tiers in that budget are held at their floors.
+4. Lower at once, raise by at most the ramp; while a critical GPU is limited, the other GPUs of that budget are
+   held at their floors.
 Monitor and Recommend budgets are computed the same way but only Enforce budgets contribute to `limits`.
 """
 
@@ -77,33 +77,20 @@ def _ramped(
     return out
 
 
-def _squeezed(g: GpuState, limit: float, demand: Mapping[str, float], tuning: Tuning) -> bool:
-    """Held below what it should have: a critical GPU below its ceiling (any limit on critical work counts);
-    any other GPU below its demand with a limit that binds (it draws at the limit), since a limit above what an
-    idle GPU draws, or one still ramping up toward an old peak, takes nothing from it."""
-    if g.tier is LatencyTier.CRITICAL:
-        return limit < g.ceiling - _EPS
-    assert g.power_w is not None
-    binding = g.power_w >= limit - max(tuning.capped_within_w, tuning.capped_within_fraction * limit)
-    return binding and limit < demand.get(g.uuid, g.ceiling) - _EPS
+def _protect(limits: dict[str, float], budgets: Iterable[BudgetState], members: Mapping[str, list[GpuState]]) -> None:
+    """Hold standard and tolerant GPUs at their floors while a critical GPU in the same budget is limited.
 
-
-def _protect(
-    limits: dict[str, float],
-    budgets: Iterable[BudgetState],
-    members: Mapping[str, list[GpuState]],
-    demand: Mapping[str, float],
-    tuning: Tuning,
-) -> None:
-    """Hold less protected tiers at their floors while a more protected GPU in the same budget is squeezed."""
+    The allocation already serves critical work first; this keeps the promise while a squeezed critical GPU's
+    limit ramps back up (raising the others meanwhile would take the watts it is about to need). Between
+    standard and tolerant work the allocation order alone decides: holding every tolerant GPU while a standard
+    GPU ramps would stall them for nothing, since the standard GPU's ramp does not go faster for it.
+    """
     for b in budgets:
         live = [g for g in members[b.name] if g.uuid in limits and g.fresh]
-        squeezed_ranks = [g.tier.rank for g in live if _squeezed(g, limits[g.uuid], demand, tuning)]
-        if not squeezed_ranks:
+        if not any(g.tier is LatencyTier.CRITICAL and limits[g.uuid] < g.ceiling - _EPS for g in live):
             continue
-        top = min(squeezed_ranks)
         for g in live:
-            if g.tier.rank > top:
+            if g.tier is not LatencyTier.CRITICAL:
                 limits[g.uuid] = min(limits[g.uuid], g.floor)
 
 
@@ -196,10 +183,10 @@ def decide(
         all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare)
 
     limits = _ramped(enforce_targets, _start_points(in_any, {}, prefer_enforced=True), ramp, dt_s)
-    _protect(limits, enforce, members, demand, tuning)
+    _protect(limits, enforce, members)
     previous_recommended = previous.recommended if previous else {}
     recommended = _ramped(all_targets, _start_points(in_any, previous_recommended, prefer_enforced=False), ramp, dt_s)
-    _protect(recommended, budgets, members, demand, tuning)
+    _protect(recommended, budgets, members)
 
     # A stale GPU cannot be steered: keep whatever was last decided for it so it gets that when it returns.
     previous_limits = previous.limits if previous else {}
