@@ -30,3 +30,19 @@ def test_validate_unreadable_file(tmp_path: pathlib.Path, capsys) -> None:  # ty
     broken.write_text("kind: [unclosed")
     assert main(["validate", str(broken)]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_every_role_is_listed() -> None:
+    out = subprocess.run([sys.executable, "-m", "wattwise", "--help"], capture_output=True, text=True, check=True)
+    for command in ("operator", "agent", "extender", "simulate", "status", "validate"):
+        assert command in out.stdout
+
+
+def test_a_role_imports_only_its_own_module() -> None:
+    heavy = ("wattwise.operator.cli", "wattwise.node_agent.cli", "kopf", "fastapi")
+    probe = (
+        "import sys; from wattwise.cli import build_parser; build_parser('validate');"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
