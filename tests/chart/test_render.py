@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -223,3 +224,31 @@ def test_a_sim_agent_needs_no_gpu_selector(helm: Helm) -> None:
     docs = helm.template({"agent": {"backend": "sim", "gpuNodeSelector": None}})
     pod, _ = _agent(docs)
     assert "nodeSelector" not in pod
+
+
+def _e2e_kind_helm_flags() -> list[str]:
+    """The --set flags `hack/e2e-kind.sh` installs the chart with, its shell variables given sample values."""
+    script = (CHART.parents[1] / "hack" / "e2e-kind.sh").read_text().replace("\\\n", " ")
+    (command,) = [line for line in script.splitlines() if line.strip().startswith('"$HELM" install')]
+    samples = {
+        "${IMAGE%%:*}": "wattwise",
+        "${IMAGE##*:}": "e2e",
+        "${SERVER_VERSION%%-*}": "v1.37.2",
+        "$REPO": str(CHART.parents[1]),
+        "$NAMESPACE": "wattwise-system",
+        "$TIMEOUT": "180s",
+    }
+    for variable, value in samples.items():
+        command = command.replace(variable, value)
+    words = shlex.split(command)
+    return [w for i, w in enumerate(words) if w.startswith("--set") or words[i - 1].startswith("--set")]
+
+
+def test_the_kind_end_to_end_values_render(helm: Helm) -> None:
+    flags = _e2e_kind_helm_flags()
+    assert "agent.backend=sim" in flags
+    docs = helm.template(extra=flags)
+    assert manifests.problems(docs) == []
+    pod, container = _agent(docs)
+    assert container["image"] == "wattwise:e2e" and container["imagePullPolicy"] == "Never"
+    assert pod["tolerations"] == [{"operator": "Exists"}]
