@@ -124,7 +124,9 @@ def test_load_step_limits_tolerant_gpus_at_once_and_ramps_back(
     after_step = [ticks[n] for n in (step.number, step.number + 1) if n in ticks]
     assert any(max(t.tolerant) < min(before.tolerant) - 20 for t in after_step), (before, after_step)
     assert all(t.critical == (700.0,) * 4 for t in rec.ticks), "a critical GPU was limited"
-    loaded = rec.ticks[step.number - rec.ticks[0].number + 1 : loaded_end]
+    # Once the new limits have made the round trip to the agents (the tick after next), the draw holds under the
+    # lowering threshold for as long as the load lasts.
+    loaded = rec.ticks[step.number - rec.ticks[0].number + 2 : loaded_end]
     assert all(t.facility_w <= 0.98 * cap for t in loaded), [t.facility_w for t in loaded]
     # Load falls: limits come back up, never faster than the ramp.
     recovery = rec.ticks[loaded_end - 1 :]

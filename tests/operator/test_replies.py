@@ -61,4 +61,6 @@ def test_node_in_no_budget_gets_the_empty_reply() -> None:
     decision = decide(inputs.budgets, inputs.gpus)  # type: ignore[attr-defined]
     replies = all_replies(inputs, decision, state.budgets, frozenset(state.reports))  # type: ignore[arg-type]
     assert replies["n2"] == EMPTY_REPLY
+    # The fast serialisation says exactly what the validated model says.
+    assert wire.ReportReply.model_validate_json(replies["n1"]) == node_reply("n1", inputs, decision, state.budgets)  # type: ignore[arg-type]
     assert wire.ReportReply.model_validate_json(replies["n1"]).gpus["G0"].enforced

@@ -11,6 +11,7 @@ one dependency, `get_service`, which tests replace through `app.dependency_overr
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
@@ -41,13 +42,21 @@ class Service:
     clock: Callable[[], float] = time.monotonic
     _state_cache: tuple[int, bytes] | None = None
 
-    def state_json(self) -> bytes | None:
-        live = self.controller.live
-        if live is None:
+    async def state_json(self) -> bytes | None:
+        """The live state document of the last tick, built and serialised once per tick, off the event loop."""
+        ticks = self.controller.ticks
+        if ticks == 0:
             return None
-        if self._state_cache is None or self._state_cache[0] != self.controller.ticks:
-            self._state_cache = (self.controller.ticks, live.model_dump_json().encode())
+        if self._state_cache is None or self._state_cache[0] != ticks:
+            body = await asyncio.to_thread(self._render)
+            if body is None:
+                return None
+            self._state_cache = (ticks, body)
         return self._state_cache[1]
+
+    def _render(self) -> bytes | None:
+        live = self.controller.live_state()
+        return live.model_dump_json().encode() if live is not None else None
 
 
 def get_service() -> Service:  # pragma: no cover - always bound by create_app
@@ -78,7 +87,7 @@ def create_app(service: Service) -> FastAPI:
     async def state(svc: ServiceDep) -> Response:
         if not svc.leading():
             return Response(b'{"error": "standby replica: ask the active one"}', 503, media_type=JSON)
-        body = svc.state_json()
+        body = await svc.state_json()
         if body is None:
             return Response(b'{"error": "no control tick yet"}', 503, media_type=JSON)
         return Response(body, media_type=JSON)
@@ -97,7 +106,7 @@ def create_app(service: Service) -> FastAPI:
     async def readyz(svc: ServiceDep) -> Response:
         if not svc.leading():
             return Response(b"standby\n", 503, media_type="text/plain")
-        if svc.controller.live is None:
+        if svc.controller.ticks == 0:
             return Response(b"no control tick yet\n", 503, media_type="text/plain")
         return Response(b"ok\n", media_type="text/plain")
 

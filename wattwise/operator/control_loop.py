@@ -1,6 +1,8 @@
 """The 1 Hz loop: run a `Controller` tick on a fixed schedule and hand its writes to a background writer.
 
-The tick never waits on the API server: status patches and Events go to a `Writer` task. Status bodies coalesce
+The tick runs in a worker thread on a snapshot of the state, so agent reports keep being answered while a large
+fleet's tick computes (the GIL hands the event loop a turn every few milliseconds). It never waits on the API
+server: status patches and Events go to a `Writer` task. Status bodies coalesce
 per object (the newest wins), so a slow API server delays status but never builds a backlog. A failed status
 write is retried on a later tick (the tracker forgets it wrote). While this replica is on standby the loop
 idles.
@@ -101,8 +103,17 @@ class ControlLoop:
         self.on_tick = on_tick
 
     def tick(self) -> TickOutcome:
+        """One tick on the event loop's own thread (tests, and tools that drive the loop by hand)."""
         began = self.clock()
-        outcome = self.controller.tick(began, dt.datetime.now(dt.UTC))
+        return self._done(began, self.controller.tick(began, dt.datetime.now(dt.UTC)))
+
+    async def tick_in_thread(self) -> TickOutcome:
+        began = self.clock()
+        snapshot = self.controller.state.snapshot()
+        outcome = await asyncio.to_thread(self.controller.tick, began, dt.datetime.now(dt.UTC), snapshot)
+        return self._done(began, outcome)
+
+    def _done(self, began: float, outcome: TickOutcome) -> TickOutcome:
         took = self.clock() - began
         if self.metrics is not None:
             self.metrics.tick_seconds.observe(took)
@@ -120,7 +131,7 @@ class ControlLoop:
         while True:
             if self.leading():
                 try:
-                    self.tick()
+                    await self.tick_in_thread()
                 except Exception:
                     log.exception("control tick failed; the previous limits stay in force")
             next_at += self.interval_s

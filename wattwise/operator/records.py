@@ -87,6 +87,15 @@ class ClusterState:
         self.active_budgets: set[str] = set()
         self.topology_version = 0
 
+    def snapshot(self) -> ClusterState:
+        """A copy whose dicts the caller may read from another thread while this one keeps changing."""
+        copy = ClusterState()
+        copy.nodes, copy.budgets, copy.classes = dict(self.nodes), dict(self.budgets), dict(self.classes)
+        copy.pods, copy.reports = dict(self.pods), dict(self.reports)
+        copy.active_budgets = set(self.active_budgets)
+        copy.topology_version = self.topology_version
+        return copy
+
     def _bump(self) -> None:
         self.topology_version += 1
 
