@@ -236,3 +236,10 @@ def test_pue_patched_at_run_time_reaches_meter_and_policy() -> None:
     report = controller.last.budgets["site"]
     assert report.non_gpu_w == pytest.approx(report.facility_draw_w - report.gpu_draw_w)
     assert report.facility_draw_w == pytest.approx((report.gpu_draw_w + 2 * 2000.0) * 1.5)
+
+
+def test_policy_run_is_deterministic() -> None:
+    a = run_fleet("a", small_config(duration_s=20.0), PolicyController())
+    b = run_fleet("b", small_config(duration_s=20.0), PolicyController())
+    assert np.array_equal(a.facility_w, b.facility_w)
+    assert np.array_equal(a.limited_gpus, b.limited_gpus)
