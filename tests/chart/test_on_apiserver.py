@@ -9,7 +9,13 @@ needs is allowed, and a list of things it must never do is denied.
 from __future__ import annotations
 
 import dataclasses
+import os
+import pathlib
+import re
+import secrets
+import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +24,7 @@ from kubernetes import client
 from tests.chart import manifests
 from tests.chart.helm import CHART, Helm, Manifest, find
 from tests.chart.scenarios import PROMETHEUS_OPERATOR_KINDS, SCENARIOS
-from tests.support import cluster_objects
+from tests.support import cluster_config, cluster_objects, cluster_process
 from tests.support.controlplane import ControlPlane, KubeApi, install_crds
 
 pytestmark = pytest.mark.cluster
@@ -26,6 +32,8 @@ pytestmark = pytest.mark.cluster
 FIELD_MANAGER = "wattwise-chart-tests"
 RBAC_RELEASE = "rbac-check"
 RBAC_NAMESPACE = "wattwise-rbac-check"
+#: Not the chart's default: the test control plane already runs a `wattwise-scheduler` profile.
+RBAC_SCHEDULER = "rbac-check-scheduler"
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +94,14 @@ class Release:
     accounts: dict[str, str]  # component -> ServiceAccount name
     peering: str
     scheduler_name: str
+    scheduler_config: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
 def rbac_release(control_plane: ControlPlane, helm: Helm, chart_crds: list[str]) -> Iterator[Release]:
-    """The chart's ServiceAccounts, Roles and bindings, applied for real; deleted at the end of the module."""
-    docs = helm.template(release=RBAC_RELEASE, namespace=RBAC_NAMESPACE)
-    rbac_kinds = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    """The chart's ServiceAccounts, Roles, bindings and peering object, applied for real; deleted after the module."""
+    docs = helm.template({"scheduler": {"name": RBAC_SCHEDULER}}, release=RBAC_RELEASE, namespace=RBAC_NAMESPACE)
+    rbac_kinds = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
     rbac = [d for d in docs if d["kind"] in rbac_kinds]
     core = client.CoreV1Api(control_plane.api_client)
     created = cluster_objects.ensure_namespace(core, RBAC_NAMESPACE)
@@ -103,11 +112,13 @@ def rbac_release(control_plane: ControlPlane, helm: Helm, chart_crds: list[str])
         if d["kind"] == "ServiceAccount"
     }
     try:
+        config = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
         yield Release(
             RBAC_NAMESPACE,
             accounts,
             find(docs, "ClusterKopfPeering")["metadata"]["name"],
-            yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])["profiles"][0]["schedulerName"],
+            config["profiles"][0]["schedulerName"],
+            config,
         )
     finally:
         control_plane.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=_yaml(rbac))
@@ -307,3 +318,131 @@ def test_the_operator_token_gets_exactly_those_answers_from_kubectl(
     assert not can_i("get", "secrets", "-A")
     assert not can_i("delete", "customresourcedefinitions.apiextensions.k8s.io")
     assert not can_i("create", "pods/exec", "-n", "default")
+
+
+# --- the components themselves, under their chart identities ---------------------------------------------
+
+
+def _child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERC")}
+
+
+def _forbidden_lines(log: pathlib.Path) -> list[str]:
+    return [line for line in log.read_text(errors="replace").splitlines() if re.search(r"\b403\b|[Ff]orbidden", line)]
+
+
+def test_the_operator_runs_under_its_chart_service_account(
+    control_plane: ControlPlane,
+    kube_api: KubeApi,
+    k8s_cleanup: cluster_objects.Cleanup,
+    rbac_release: Release,
+    tmp_path: pathlib.Path,
+) -> None:
+    """The real `wattwise operator`, authenticated as the chart's operator ServiceAccount: it wins the peering,
+    serves, and writes a PowerBudget's status, and nothing it does is refused."""
+    release = rbac_release
+    token = control_plane.service_account_token(release.namespace, release.accounts["operator"])
+    kubeconfig = control_plane.kubeconfig_for_token(token, f"{release.namespace}-operator")
+    budget = f"rbac-check-{secrets.token_hex(3)}"
+    k8s_cleanup.add(
+        kube_api.custom.create_cluster_custom_object(
+            "wattwise.dev",
+            "v1alpha1",
+            "powerbudgets",
+            {
+                "apiVersion": "wattwise.dev/v1alpha1",
+                "kind": "PowerBudget",
+                "metadata": {"name": budget},
+                "spec": {"capWatts": 10000, "nodeSelector": {"matchLabels": {"rbac-check": budget}}, "mode": "Monitor"},
+            },
+        )
+    )
+    (port,) = cluster_process.reserve_ports(1)
+    supervisor = cluster_process.Supervisor(tmp_path / "logs")
+    argv = [
+        sys.executable,
+        "-m",
+        "wattwise",
+        "operator",
+        f"--kubeconfig={kubeconfig}",
+        f"--listen=127.0.0.1:{port}",
+        f"--agent-service-account={release.namespace}/{release.accounts['agent']}",
+        f"--peering={release.peering}",
+        "--status-interval=1",
+    ]
+    try:
+        process = supervisor.start("operator", argv, _child_env())
+        ready = f"http://127.0.0.1:{port}/readyz"
+        cluster_process.wait_until(lambda: cluster_process.http_ready(ready), "operator /readyz", supervisor, 90)
+
+        def status_written() -> bool:
+            obj = kube_api.custom.get_cluster_custom_object("wattwise.dev", "v1alpha1", "powerbudgets", budget)
+            return bool((obj.get("status") or {}).get("conditions"))
+
+        cluster_process.wait_until(status_written, f"status of PowerBudget {budget}", supervisor, 60)
+        peering = kube_api.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", release.peering)
+        assert peering.get("status"), "the operator never kept alive in its peering object"
+    finally:
+        supervisor.stop()
+    assert _forbidden_lines(process.log) == []
+
+
+def test_the_secondary_scheduler_runs_under_its_chart_service_account(
+    control_plane: ControlPlane,
+    kube_api: KubeApi,
+    k8s_cleanup: cluster_objects.Cleanup,
+    make_gpu_node: Any,
+    rbac_release: Release,
+    tmp_path: pathlib.Path,
+) -> None:
+    """Upstream kube-scheduler with the chart's configuration, as the chart's scheduler ServiceAccount: it takes
+    its own lease and binds a pod that names its profile, and nothing it does is refused."""
+    release = rbac_release
+    token = control_plane.service_account_token(release.namespace, release.accounts["scheduler"])
+    kubeconfig = control_plane.kubeconfig_for_token(token, f"{release.namespace}-scheduler")
+    config = {**release.scheduler_config, "clientConnection": {"kubeconfig": str(kubeconfig)}}
+    config_path = tmp_path / "scheduler.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    node = make_gpu_node(f"rbac-check-{secrets.token_hex(3)}", 2)
+    (port,) = cluster_process.reserve_ports(1)
+    supervisor = cluster_process.Supervisor(tmp_path / "logs")
+    argv = cluster_config.scheduler_args(
+        control_plane.bin_dir / "kube-scheduler",
+        config_path,
+        kubeconfig,
+        port,
+        serving_cert=control_plane.pki.serving_cert,
+        serving_key=control_plane.pki.serving_key,
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"rbac-check-{secrets.token_hex(3)}", "namespace": release.namespace},
+        "spec": {
+            "schedulerName": release.scheduler_name,
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": [{"operator": "Exists"}],
+        },
+    }
+    try:
+        process = supervisor.start("wattwise-scheduler", argv, _child_env())
+        ready = f"https://127.0.0.1:{port}/readyz"
+        cluster_process.wait_until(
+            lambda: cluster_process.http_ready(ready, ca_file=control_plane.ca_file),
+            "scheduler /readyz",
+            supervisor,
+            90,
+        )
+        k8s_cleanup.add(kube_api.core.create_namespaced_pod(release.namespace, pod))
+
+        def bound() -> bool:
+            spec = kube_api.core.read_namespaced_pod(pod["metadata"]["name"], release.namespace).spec
+            return spec is not None and spec.node_name == node
+
+        cluster_process.wait_until(bound, "pod bound by the secondary scheduler", supervisor, 60)
+        lease = kube_api.coordination.read_namespaced_lease(release.scheduler_name, release.namespace)
+        assert lease.spec is not None and lease.spec.holder_identity
+    finally:
+        supervisor.stop()
+    assert _forbidden_lines(process.log) == []
