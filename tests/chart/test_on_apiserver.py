@@ -15,7 +15,7 @@ import re
 import secrets
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -376,11 +376,17 @@ def test_the_operator_runs_under_its_chart_service_account(
         cluster_process.wait_until(lambda: cluster_process.http_ready(ready), "operator /readyz", supervisor, 90)
 
         def status_written() -> bool:
-            obj = kube_api.custom.get_cluster_custom_object("wattwise.dev", "v1alpha1", "powerbudgets", budget)
+            obj = cast(
+                dict[str, Any],
+                kube_api.custom.get_cluster_custom_object("wattwise.dev", "v1alpha1", "powerbudgets", budget),
+            )
             return bool((obj.get("status") or {}).get("conditions"))
 
         cluster_process.wait_until(status_written, f"status of PowerBudget {budget}", supervisor, 60)
-        peering = kube_api.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", release.peering)
+        peering = cast(
+            dict[str, Any],
+            kube_api.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", release.peering),
+        )
         assert peering.get("status"), "the operator never kept alive in its peering object"
     finally:
         supervisor.stop()
@@ -414,10 +420,11 @@ def test_the_secondary_scheduler_runs_under_its_chart_service_account(
         serving_cert=control_plane.pki.serving_cert,
         serving_key=control_plane.pki.serving_key,
     )
-    pod = {
+    pod_name = f"rbac-check-{secrets.token_hex(3)}"
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": f"rbac-check-{secrets.token_hex(3)}", "namespace": release.namespace},
+        "metadata": {"name": pod_name, "namespace": release.namespace},
         "spec": {
             "schedulerName": release.scheduler_name,
             "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
@@ -434,10 +441,10 @@ def test_the_secondary_scheduler_runs_under_its_chart_service_account(
             supervisor,
             90,
         )
-        k8s_cleanup.add(kube_api.core.create_namespaced_pod(release.namespace, pod))
+        k8s_cleanup.add(kube_api.core.create_namespaced_pod(release.namespace, pod))  # type: ignore[arg-type]
 
         def bound() -> bool:
-            spec = kube_api.core.read_namespaced_pod(pod["metadata"]["name"], release.namespace).spec
+            spec = kube_api.core.read_namespaced_pod(pod_name, release.namespace).spec
             return spec is not None and spec.node_name == node
 
         cluster_process.wait_until(bound, "pod bound by the secondary scheduler", supervisor, 60)
