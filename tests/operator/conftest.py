@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.operator.harness import OperatorThread, SimAgent, wait_until
-from tests.support import cluster_objects
+from tests.support import cluster_bins, cluster_objects
 from tests.support.controlplane import ControlPlane, KubeApi
 from wattwise.crd.common import GROUP, VERSION
 from wattwise.operator.runtime import OperatorConfig
@@ -24,10 +25,24 @@ AGENT_SA = "wattwise-agent"
 RACK_LABEL = cluster_objects.RACK_LABEL
 
 
+RBAC_FILE = cluster_bins.REPO / "deploy" / "rbac" / "operator.yaml"
+PEERING_FILE = cluster_bins.REPO / "deploy" / "rbac" / "kopf-peering.yaml"
+OPERATOR_SA = "wattwise-operator"
+
+
 @pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane, wattwise_crds: list[str]) -> Iterator[OperatorThread]:
+def operator_kubeconfig(control_plane: ControlPlane, wattwise_crds: list[str]) -> pathlib.Path:
+    """Credentials of the operator's ServiceAccount under exactly the RBAC shipped in deploy/rbac/operator.yaml."""
+    cluster_objects.ensure_namespace(client.CoreV1Api(control_plane.api_client), AGENT_NAMESPACE)
+    control_plane.kubectl("apply", "-f", str(RBAC_FILE))
+    token = control_plane.service_account_token(AGENT_NAMESPACE, OPERATOR_SA)
+    return control_plane.kubeconfig_for_token(token, f"system:serviceaccount:{AGENT_NAMESPACE}:{OPERATOR_SA}")
+
+
+@pytest.fixture(scope="module")
+def operator(operator_kubeconfig: pathlib.Path) -> Iterator[OperatorThread]:
     config = OperatorConfig(
-        kubeconfig=str(control_plane.kubeconfig),
+        kubeconfig=str(operator_kubeconfig),
         host="127.0.0.1",
         agent_service_accounts=(f"{AGENT_NAMESPACE}/{AGENT_SA}",),
         status_interval_s=1.0,
