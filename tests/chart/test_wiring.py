@@ -193,3 +193,27 @@ def test_operator_token_audience_is_the_agents(rendered: dict[str, list[Manifest
 
     args = _parse(_container(rendered["default"], "operator")["args"])
     assert args.audience == wire.TOKEN_AUDIENCE
+
+
+def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_operator_rbac_is_the_operators_own_list(rendered: dict[str, list[Manifest]]) -> None:
+    """deploy/rbac/operator.yaml is what the operator's cluster tests run under; the chart grants the same verbs,
+    narrowing only peering get/patch to the release's own ClusterKopfPeering."""
+    shipped = [d for d in yaml.safe_load_all((REPO / "deploy" / "rbac" / "operator.yaml").read_text()) if d]
+    expected = find(shipped, "ClusterRole")["rules"]
+    chart = find(rendered["default"], "ClusterRole", "wattwise-operator")["rules"]
+    assert _grants(chart) == _grants(expected)
+    narrowed = [rule for rule in chart if rule.get("resourceNames")]
+    assert [(rule["resources"], rule["resourceNames"]) for rule in narrowed] == [
+        (["clusterkopfpeerings"], ["wattwise"])
+    ]
+    assert find(rendered["default"], "ClusterKopfPeering")["metadata"]["name"] == "wattwise"
+
+
+def test_peering_crd_is_the_operators(rendered: dict[str, list[Manifest]]) -> None:
+    shipped = [d for d in yaml.safe_load_all((REPO / "deploy" / "rbac" / "kopf-peering.yaml").read_text()) if d]
+    chart = yaml.safe_load((CHART_CRDS / "kopf.dev_clusterkopfpeerings.yaml").read_text())
+    assert chart["spec"] == find(shipped, "CustomResourceDefinition")["spec"]

@@ -1,7 +1,8 @@
 {{/*
-The operator's permissions, read off its code (wattwise/operator/handlers.py, kube.py, peering.py) and kopf's
-needs: what it watches, what it writes, nothing else. tests/chart/test_on_apiserver.py checks them with
-SubjectAccessReviews, allowed and denied.
+The operator's permissions: the list the operator's own cluster tests run under (deploy/rbac/operator.yaml, which
+says what each rule is for), with peering get/patch narrowed to the release's own ClusterKopfPeering.
+tests/chart/test_wiring.py checks the two grant the same verbs; test_on_apiserver.py asks the API server
+(SubjectAccessReview: allowed and denied lists) and runs the operator under this ServiceAccount.
 */}}
 {{- define "wattwise.operatorClusterRules" -}}
 # PowerBudget and WorkloadClass: kopf watches them and keeps its progress annotations on them (patch); the
@@ -27,7 +28,7 @@ SubjectAccessReviews, allowed and denied.
 # kopf follows CRDs appearing and going away (read-only).
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # kopf peering: watch the peering objects, keep alive in the release's own (get/patch by name only).
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
