@@ -26,7 +26,7 @@ RACK_LABEL = cluster_objects.RACK_LABEL
 
 
 RBAC_FILE = cluster_bins.REPO / "deploy" / "rbac" / "operator.yaml"
-PEERING_FILE = cluster_bins.REPO / "deploy" / "rbac" / "kopf-peering.yaml"
+PEERING_CRD_FILE = cluster_bins.REPO / "deploy" / "rbac" / "kopf-peering-crd.yaml"
 OPERATOR_SA = "wattwise-operator"
 
 

@@ -62,6 +62,8 @@ class OperatorConfig:
     #: None: run standalone (one replica); else the ClusterKopfPeering object's name
     peering: str | None = "wattwise"
     peering_lifetime_s: int = 20
+    #: None: the oldest replica wins (`peering.priority_for_start`)
+    peering_priority: int | None = None
     identity: str = dataclasses.field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())
 
     def controller_settings(self) -> ControllerSettings:
@@ -89,7 +91,7 @@ class Operator:
         self.kube = Kube(self.api, audiences=(config.audience,), instance=config.identity)
         self.registry = CollectorRegistry()
         self.metrics = OperatorMetrics(self.registry, self.controller)
-        self.priority = priority_for_start(time.time())
+        self.priority = config.peering_priority or priority_for_start(time.time())
         self.peering: PeeringObserver | None = None
         if config.peering is not None:
             self.peering = PeeringObserver(self.api, config.peering, config.identity, self.priority)
