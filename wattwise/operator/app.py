@@ -76,6 +76,10 @@ def create_app(service: Service) -> FastAPI:
         svc: ServiceDep,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > svc.ingest.max_body_bytes:  # refuse before reading it
+            svc.metrics.reports.labels("malformed").inc()
+            return Response(b'{"error": "report too large"}', 413, media_type=JSON)
         answer = await svc.ingest.handle(authorization, await request.body())
         svc.metrics.reports.labels(answer.outcome).inc()
         headers = {"Retry-After": str(answer.retry_after_s)} if answer.retry_after_s is not None else None

@@ -87,10 +87,6 @@ def register(registry: kopf.OperatorRegistry, ctx: HandlerContext, configuration
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(configuration)
 
-    @kopf.on.probe(id="ticks", registry=registry)
-    def ticks(**_: Any) -> int:
-        return ctx.controller.ticks
-
     # --- PowerBudget -----------------------------------------------------------------------------------------
 
     @kopf.on.resume(GROUP, VERSION, BUDGETS, registry=registry)

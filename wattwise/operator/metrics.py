@@ -6,7 +6,7 @@ replica exports none rather than zeros. Counters are pre-initialised for every l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -79,10 +79,23 @@ class BudgetCollector(Collector):
         yield ticks
 
 
+class LeadershipCollector(Collector):
+    def __init__(self, leading: Callable[[], bool]) -> None:
+        self.leading = leading
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily("wattwise_operator_active", "1 on the active replica, 0 on a standby (kopf peering).")
+        g.add_metric([], 1.0 if self.leading() else 0.0)
+        yield g
+
+
 class OperatorMetrics:
-    def __init__(self, registry: CollectorRegistry, controller: Controller) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, controller: Controller, leading: Callable[[], bool] = lambda: True
+    ) -> None:
         self.registry = registry
         registry.register(BudgetCollector(controller))
+        registry.register(LeadershipCollector(leading))
         self.reports = Counter(
             "wattwise_operator_reports",
             "Agent reports received, by outcome.",

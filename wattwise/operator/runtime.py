@@ -90,7 +90,7 @@ class Operator:
         self.controller = Controller(self.state, config.controller_settings())
         self.kube = Kube(self.api, audiences=(config.audience,), instance=config.identity)
         self.registry = CollectorRegistry()
-        self.metrics = OperatorMetrics(self.registry, self.controller)
+        self.metrics = OperatorMetrics(self.registry, self.controller, self.leading)
         self.priority = config.peering_priority or priority_for_start(time.time())
         self.peering: PeeringObserver | None = None
         if config.peering is not None:
