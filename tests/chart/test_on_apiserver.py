@@ -17,15 +17,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chart import manifests
 from tests.chart.helm import CHART, Helm, Manifest, find
 from tests.chart.scenarios import PROMETHEUS_OPERATOR_KINDS, SCENARIOS
 from tests.support import cluster_config, cluster_objects, cluster_process
 from tests.support.controlplane import ControlPlane, KubeApi, install_crds
+from wattwise.telemetry import wire
 
 pytestmark = pytest.mark.cluster
 
@@ -331,19 +334,36 @@ def _forbidden_lines(log: pathlib.Path) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if re.search(r"\b403\b|[Ff]orbidden", line)]
 
 
-def test_the_operator_runs_under_its_chart_service_account(
+def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
+    """One sample from a Prometheus endpoint, or None (not served yet, or no such sample)."""
+    try:
+        text = httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+def test_the_operator_and_an_agent_run_under_their_chart_service_accounts(
     control_plane: ControlPlane,
     kube_api: KubeApi,
     k8s_cleanup: cluster_objects.Cleanup,
+    make_gpu_node: Any,
     rbac_release: Release,
     tmp_path: pathlib.Path,
 ) -> None:
-    """The real `wattwise operator`, authenticated as the chart's operator ServiceAccount: it wins the peering,
-    serves, and writes a PowerBudget's status, and nothing it does is refused."""
+    """The real `wattwise operator` as the chart's operator ServiceAccount, and a real `wattwise agent` (simulated
+    GPUs) presenting a token of the chart's agent ServiceAccount, audience and pod binding as the DaemonSet's
+    projected volume: the operator wins the peering, accepts the agent's reports, writes the budget's status,
+    and nothing either does is refused."""
     release = rbac_release
     token = control_plane.service_account_token(release.namespace, release.accounts["operator"])
     kubeconfig = control_plane.kubeconfig_for_token(token, f"{release.namespace}-operator")
     budget = f"rbac-check-{secrets.token_hex(3)}"
+    node = make_gpu_node(budget, 2, labels={"rbac-check": budget})
     k8s_cleanup.add(
         kube_api.custom.create_cluster_custom_object(
             "wattwise.dev",
@@ -357,32 +377,80 @@ def test_the_operator_runs_under_its_chart_service_account(
             },
         )
     )
-    (port,) = cluster_process.reserve_ports(1)
+    agent_pod = k8s_cleanup.add(
+        kube_api.core.create_namespaced_pod(
+            release.namespace,
+            {  # type: ignore[arg-type]
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"agent-{budget}"},
+                "spec": {
+                    "nodeName": node,
+                    "serviceAccountName": release.accounts["agent"],
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": "agent", "image": "wattwise:test"}],
+                },
+            },
+        )
+    )
+    agent_token = tmp_path / "agent.token"
+    agent_token.write_text(
+        control_plane.service_account_token(
+            release.namespace,
+            release.accounts["agent"],
+            audiences=(wire.TOKEN_AUDIENCE,),
+            bound_pod=agent_pod.metadata.name,
+        )
+    )
+    operator_port, agent_port = cluster_process.reserve_ports(2)
     supervisor = cluster_process.Supervisor(tmp_path / "logs")
-    argv = [
-        sys.executable,
-        "-m",
-        "wattwise",
+    wattwise = [sys.executable, "-m", "wattwise"]
+    operator_argv = [
+        *wattwise,
         "operator",
         f"--kubeconfig={kubeconfig}",
-        f"--listen=127.0.0.1:{port}",
+        f"--listen=127.0.0.1:{operator_port}",
         f"--agent-service-account={release.namespace}/{release.accounts['agent']}",
         f"--peering={release.peering}",
         "--status-interval=1",
     ]
+    agent_argv = [
+        *wattwise,
+        "agent",
+        "--backend=sim",
+        "--sim-gpus=2",
+        f"--node-name={node}",
+        f"--pod-name={agent_pod.metadata.name}",
+        f"--operator-url=http://127.0.0.1:{operator_port}",
+        f"--token-file={agent_token}",
+        f"--listen=127.0.0.1:{agent_port}",
+        "--pod-resources-socket=none",
+    ]
     try:
-        process = supervisor.start("operator", argv, _child_env())
-        ready = f"http://127.0.0.1:{port}/readyz"
+        operator = supervisor.start("operator", operator_argv, _child_env())
+        ready = f"http://127.0.0.1:{operator_port}/readyz"
         cluster_process.wait_until(lambda: cluster_process.http_ready(ready), "operator /readyz", supervisor, 90)
+        agent = supervisor.start("agent", agent_argv, _child_env())
+        agent_metrics = f"http://127.0.0.1:{agent_port}/metrics"
+        connected = {"node": node, "mode": "connected"}
+        cluster_process.wait_until(
+            lambda: _metric(agent_metrics, "wattwise_agent_operator_mode", connected) == 1.0,
+            "agent connected to the operator",
+            supervisor,
+            60,
+        )
+        operator_metrics = f"http://127.0.0.1:{operator_port}/metrics"
+        assert (_metric(operator_metrics, "wattwise_operator_reports_total", {"outcome": "ok"}) or 0) >= 1
 
-        def status_written() -> bool:
+        def status_counts_the_agents_gpus() -> bool:
             obj = cast(
                 dict[str, Any],
                 kube_api.custom.get_cluster_custom_object("wattwise.dev", "v1alpha1", "powerbudgets", budget),
             )
-            return bool((obj.get("status") or {}).get("conditions"))
+            status = obj.get("status") or {}
+            return bool(status.get("conditions")) and status.get("gpus") == 2 and not status.get("staleNodes")
 
-        cluster_process.wait_until(status_written, f"status of PowerBudget {budget}", supervisor, 60)
+        cluster_process.wait_until(status_counts_the_agents_gpus, f"status of PowerBudget {budget}", supervisor, 60)
         peering = cast(
             dict[str, Any],
             kube_api.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", release.peering),
@@ -390,7 +458,8 @@ def test_the_operator_runs_under_its_chart_service_account(
         assert peering.get("status"), "the operator never kept alive in its peering object"
     finally:
         supervisor.stop()
-    assert _forbidden_lines(process.log) == []
+    assert _forbidden_lines(operator.log) == []
+    assert _forbidden_lines(agent.log) == []
 
 
 def test_the_secondary_scheduler_runs_under_its_chart_service_account(
