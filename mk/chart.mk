@@ -35,18 +35,22 @@ $(HELM):
 helm-path: ## print where the Helm CLI lives (nothing is built)
 	@echo "$(HELM)"
 
-# The chart's crds/ holds byte-identical copies of crds/*.yaml plus the CRDs only the deployment needs
-# (kopf's ClusterKopfPeering), which crds-sync leaves alone.
-CHART_ONLY_CRDS := kopf.dev_clusterkopfpeerings.yaml
+# The chart's crds/ holds byte-identical copies of crds/*.yaml and of the CRD the operator's deployment needs
+# besides (kopf's ClusterKopfPeering, deploy/rbac/kopf-peering-crd.yaml, which crds/ does not hold: not a
+# Wattwise API).
+PEERING_CRD       := deploy/rbac/kopf-peering-crd.yaml
+CHART_PEERING_CRD := $(CHART)/crds/kopf.dev_clusterkopfpeerings.yaml
 
-crds-sync: ## copy crds/*.yaml into the chart's crds/ (the chart ships byte-identical copies)
-	@find $(CHART)/crds -name '*.yaml' $(foreach f,$(CHART_ONLY_CRDS),! -name $(f)) -delete
+crds-sync: ## copy crds/*.yaml and the kopf peering CRD into the chart's crds/ (byte-identical copies)
+	@rm -f $(CHART)/crds/*.yaml
 	@cp crds/*.yaml $(CHART)/crds/
-	@echo "synced $$(ls crds/*.yaml | wc -l) CRDs into $(CHART)/crds/"
+	@cp $(PEERING_CRD) $(CHART_PEERING_CRD)
+	@echo "synced $$(ls $(CHART)/crds/*.yaml | wc -l) CRDs into $(CHART)/crds/"
 
-crds-sync-check: ## fail when the chart's CRDs differ from crds/
-	@diff -r $(foreach f,$(CHART_ONLY_CRDS),--exclude=$(f)) crds $(CHART)/crds >/dev/null \
-	  || { echo "$(CHART)/crds differs from crds/: run make crds-sync" >&2; exit 1; }
+crds-sync-check: ## fail when the chart's CRDs differ from crds/ and the peering CRD
+	@diff -r --exclude=$(notdir $(CHART_PEERING_CRD)) crds $(CHART)/crds >/dev/null \
+	  && cmp -s $(PEERING_CRD) $(CHART_PEERING_CRD) \
+	  || { echo "$(CHART)/crds differs from crds/ or $(PEERING_CRD): run make crds-sync" >&2; exit 1; }
 
 chart-lint: $(HELM) ## helm lint the chart with default and sim values
 	@$(HELM) lint --strict $(CHART)
