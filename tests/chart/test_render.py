@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -252,3 +253,40 @@ def test_the_kind_end_to_end_values_render(helm: Helm) -> None:
     pod, container = _agent(docs)
     assert container["image"] == "wattwise:e2e" and container["imagePullPolicy"] == "Never"
     assert pod["tolerations"] == [{"operator": "Exists"}]
+
+
+#: Schema nodes that are Kubernetes types or Helm's, checked by the API server or not ours: free-form on purpose.
+FREE_FORM = {
+    "/global",
+    "/$defs/affinity/nodeAffinity",
+    "/$defs/affinity/podAffinity",
+    "/$defs/affinity/podAntiAffinity",
+    "/$defs/extraEnv/items/valueFrom",
+}
+
+
+def _object_schemas(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            found.append((path, node))
+        for key, value in node.items():
+            step = "" if key in ("properties", "oneOf") else f"/{key}"
+            found += _object_schemas(value, path + step)
+    elif isinstance(node, list):
+        for item in node:
+            found += _object_schemas(item, path)
+    return found
+
+
+def test_values_schema_closes_every_object() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    open_objects = [
+        path
+        for path, node in _object_schemas(schema)
+        if path not in FREE_FORM
+        and node.get("additionalProperties") is not False
+        # string maps (labels, nodeSelector) constrain their values instead
+        and node.get("additionalProperties") != {"type": "string"}
+    ]
+    assert open_objects == []
