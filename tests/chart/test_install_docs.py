@@ -49,6 +49,15 @@ def test_the_doc_has_every_tested_block() -> None:
     }
 
 
+def test_readme_install_blocks_are_the_tested_ones() -> None:
+    """README.md may repeat the install commands; marked the same way, they must be these, word for word."""
+    readme = doc_blocks((REPO / "README.md").read_text())
+    if not readme:
+        pytest.skip("README.md has no `<!-- install: ... -->` blocks (docs/install.md holds the tested commands)")
+    tested = doc_blocks(INSTALL_DOC.read_text())
+    assert {name: body for name, body in readme.items() if tested.get(name) != body} == {}
+
+
 class Shell:
     """Runs doc blocks as a user would, against the test control plane."""
 
