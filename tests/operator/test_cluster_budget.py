@@ -36,7 +36,7 @@ def applied(kube_api: KubeApi, *objects: dict[str, Any]) -> Iterator[None]:
             delete_custom(kube_api, plural, name)
 
 
-def budget(kube_api: KubeApi, name: str) -> dict[str, Any]:
+def budget(kube_api: KubeApi, name: str) -> Any:
     obj: Any = kube_api.custom.get_cluster_custom_object(GROUP, VERSION, "powerbudgets", name)
     return obj
 
@@ -67,7 +67,7 @@ def test_budget_becomes_ready_with_status(
     name = f"op-ready-{secrets.token_hex(3)}"
     with applied(kube_api, *classes(), budget_manifest(name, domain.rack, 20_000, mode="Monitor")):
 
-        def ready() -> dict[str, Any] | None:
+        def ready() -> Any:
             obj = budget(kube_api, name)
             status = obj.get("status") or {}
             cond = condition(obj, "Ready")

@@ -80,7 +80,7 @@ def test_forged_and_wrong_node_reports_are_rejected_and_change_nothing(
         assert genuine.status_code == 200, genuine.text
         counts = operator.call(
             lambda op: {
-                o: op.registry.get_sample_value("wattwise_operator_reports_total", {"outcome": o})
+                o: op.registry.get_sample_value("wattwise_operator_reports_total", {"outcome": o}) or 0.0
                 for o in ("unauthenticated", "forbidden", "malformed")
             }
         )

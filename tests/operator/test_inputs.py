@@ -8,7 +8,7 @@ from tests.operator import builders as b
 from wattwise.crd.common import LatencyTier
 from wattwise.operator import pods as pod_rules
 from wattwise.operator.policy_inputs import InputBuilder, InputSettings
-from wattwise.operator.records import NodeRecord
+from wattwise.operator.records import ClassRecord, NodeRecord, ReportRecord
 from wattwise.telemetry import wire
 
 SETTINGS = InputSettings(stale_after_s=3.0, default_tier=LatencyTier.STANDARD, unknown_gpu_w=700.0)
@@ -37,7 +37,7 @@ def test_bad_tier_annotation_gets_default_and_a_problem() -> None:
 
 
 def test_tier_annotation_wins_over_class_and_unknown_class_is_a_problem() -> None:
-    classes = {"chat": b.ClassRecord("chat", b.class_spec("critical"))}
+    classes = {"chat": ClassRecord("chat", b.class_spec("critical"))}
     both = b.pod("p", "n", tier=LatencyTier.TOLERANT, klass="chat")
     assert pod_rules.effective(both, classes, LatencyTier.STANDARD)[0] is LatencyTier.TOLERANT
     assert pod_rules.effective(b.pod("q", "n", klass="chat"), classes, LatencyTier.STANDARD)[0] is LatencyTier.CRITICAL
@@ -83,7 +83,7 @@ def test_stale_report_and_lost_gpu_have_no_reading() -> None:
         {"rack": b.budget_spec(10_000)},
         reports={"n1": b.report("n1", [b.gpu("G0"), lost]), "n2": b.report("n2", [b.gpu("G2", limit=450.0)])},
     )
-    state.reports["n2"] = b.ReportRecord(state.reports["n2"].report, 90.0)  # 11 s old at now=101
+    state.reports["n2"] = ReportRecord(state.reports["n2"].report, 90.0)  # 11 s old at now=101
     inputs = InputBuilder(SETTINGS).build(state, now=101.0)
     assert inputs.gpus["G0"].power_w == 300.0
     assert inputs.gpus["G1"].power_w is None
