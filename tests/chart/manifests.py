@@ -186,6 +186,18 @@ def _references(docs: Sequence[Manifest]) -> list[str]:
             found.append(f"{ref(pdb)}: selects {len(targets)} workloads, expected 1")
         elif targets[0]["spec"].get("replicas", 1) <= pdb["spec"].get("minAvailable", 0):
             found.append(f"{ref(pdb)}: minAvailable leaves no pod evictable")
+    for monitor in by_kind.get("ServiceMonitor", {}).values():
+        found += _service_monitor(monitor, list(by_kind.get("Service", {}).values()))
+    for monitor in by_kind.get("PodMonitor", {}).values():
+        targets = selected(monitor["metadata"].get("namespace"), monitor["spec"]["selector"]["matchLabels"])
+        ports = {
+            p.get("name") for t in targets for c in t["spec"]["template"]["spec"]["containers"] for p in c["ports"]
+        }
+        if not targets:
+            found.append(f"{ref(monitor)}: selects no workload")
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            if endpoint["port"] not in ports:
+                found.append(f"{ref(monitor)}: port {endpoint['port']} is not a container port of its pods")
     accounts = by_kind.get("ServiceAccount", {})
     config_maps = by_kind.get("ConfigMap", {})
     for workload in workloads:
@@ -199,6 +211,25 @@ def _references(docs: Sequence[Manifest]) -> list[str]:
             if name and (namespace, name) not in config_maps:
                 found.append(f"{ref(workload)}: ConfigMap {name} is not rendered by the chart")
     return found
+
+
+def _service_monitor(monitor: Manifest, services: list[Manifest]) -> list[str]:
+    namespaces = monitor["spec"].get("namespaceSelector", {}).get("matchNames") or [monitor["metadata"]["namespace"]]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    targets = [
+        s
+        for s in services
+        if s["metadata"].get("namespace") in namespaces
+        and all((s["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+    ]
+    if len(targets) != 1:
+        return [f"{ref(monitor)}: selects {len(targets)} Services, expected 1"]
+    ports = {p.get("name") for p in targets[0]["spec"]["ports"]}
+    return [
+        f"{ref(monitor)}: port {e['port']} is not a port of {ref(targets[0])}"
+        for e in monitor["spec"]["endpoints"]
+        if e["port"] not in ports
+    ]
 
 
 def _rbac(docs: Sequence[Manifest]) -> list[str]:

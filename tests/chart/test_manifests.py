@@ -110,6 +110,15 @@ BREAKAGES = {
 }
 
 
+def test_monitors_must_point_at_real_ports(rendered: dict[str, list[Manifest]]) -> None:
+    docs = copy.deepcopy(rendered["everything"])
+    find(docs, "ServiceMonitor", "power-wattwise-operator")["spec"]["endpoints"][0]["port"] = "metrics"
+    find(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] = "http"
+    found = manifests.problems(docs)
+    assert any("port metrics is not a port of Service" in p for p in found), found
+    assert any("port http is not a container port" in p for p in found), found
+
+
 @pytest.mark.parametrize("case", sorted(BREAKAGES))
 def test_structural_rules_catch_a_broken_manifest(rendered: dict[str, list[Manifest]], case: str) -> None:
     kind, name, edit, expected = BREAKAGES[case]
