@@ -85,3 +85,17 @@ def test_findings_for_specs_that_will_not_do_what_was_meant() -> None:
     assert checks.budget_findings(b.budget_spec(30_000), nodes) == []
     odd = b.class_spec("critical", expectedWattsPerGpu=200, floor={"watts": 300}, ceilingWatts=600)
     assert "below floor.watts" in checks.class_findings(odd)[0]
+
+
+def test_a_pod_listed_on_a_gpu_is_counted_even_before_the_pod_watch_shows_it() -> None:
+    state = b.cluster(
+        {"n1": {"rack": "r1"}},
+        {"rack": b.budget_spec(4_000)},
+        reports={"n1": b.report("n1", [b.gpu("G0", pods=[("default", "new")]), b.gpu("G1", 1)])},
+    )
+    controller = Controller(state)
+    controller.tick(100.5, WALL)
+    view = controller.live.budget("rack")  # type: ignore[union-attr]
+    assert view is not None
+    assert (view.committed_w.standard, view.allocated_default_limit_w) == (700.0, 700.0)
+    assert controller.live.nodes["n1"].gpus[0].pod == "default/new"  # type: ignore[union-attr]

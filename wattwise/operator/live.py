@@ -1,9 +1,9 @@
 """The live state (`GET /v1/state`) built from one tick: the document the extender places pods against. Pure.
 
-The arithmetic is the one `wattwise.live_state` documents. Placed pods are committed at their class's expected
-power per GPU (or the GPU's default limit when the class says nothing, so an unknown pod is never free), times the
-budget's PUE; tolerant pods are counted at their GPUs' floors as well, since that is what the control loop may
-squeeze them to.
+The arithmetic is the one `wattwise.live_state` documents. Placed pods (from the pod watch, and any pod an agent
+lists on a GPU) are committed at their class's expected power per GPU (or the GPU's default limit when the class
+says nothing, so an unknown pod is never free), times the budget's PUE; tolerant pods are counted at their GPUs'
+floors as well, since that is what the control loop may squeeze them to.
 """
 
 from __future__ import annotations
@@ -38,17 +38,26 @@ def build(
     stale_after_s: float,
 ) -> LiveState:
     reports: Mapping[str, ReportRecord] = state.reports
-    # Pods per node, each with its expected GPU watts (class expectation, else the node's GPU default limit).
+    # Per node: the expected GPU watts of its pods by tier (class expectation, else the GPU's default limit), and
+    # the default limits of the GPUs they hold. Pods from the pod watch, plus any pod an agent lists on a GPU that
+    # the watch has not shown yet: the extender drops its own reservation for a pod once it is listed here.
     committed_by_node: dict[str, dict[LatencyTier, float]] = {}
+    allocated_by_node: dict[str, float] = {}
     for pod in state.pods.values():
         if pod.node is None or pod.gpus <= 0:
             continue
         tier, klass = pod_rules.effective(pod, state.classes, default_tier)
+        default_w = _node_default_w(inputs, pod.node, unknown_gpu_w)
         per_gpu = klass.spec.expected_watts_per_gpu if klass is not None else None
-        if per_gpu is None:
-            per_gpu = _node_default_w(inputs, pod.node, unknown_gpu_w)
         by_tier = committed_by_node.setdefault(pod.node, dict.fromkeys(LatencyTier, 0.0))
-        by_tier[tier] += per_gpu * pod.gpus
+        by_tier[tier] += (per_gpu if per_gpu is not None else default_w) * pod.gpus
+        allocated_by_node[pod.node] = allocated_by_node.get(pod.node, 0.0) + default_w * pod.gpus
+    for uuid, meta in inputs.meta.items():
+        if meta.pod is not None and meta.pod not in state.pods:
+            default_w = inputs.gpus[uuid].limits.default_w
+            by_tier = committed_by_node.setdefault(meta.node, dict.fromkeys(LatencyTier, 0.0))
+            by_tier[meta.tier] += default_w
+            allocated_by_node[meta.node] = allocated_by_node.get(meta.node, 0.0) + default_w
 
     limits = decision.limits
     budgets = []
@@ -60,14 +69,12 @@ def build(
         for n in members:
             for tier, w in committed_by_node.get(n, {}).items():
                 committed[tier] += w * b.pue
+        allocated = sum(allocated_by_node.get(n, 0.0) for n in members)
         tolerant_floors = 0.0
-        allocated = 0.0
         for u in b.gpu_uuids:
             g, meta = inputs.gpus[u], inputs.meta[u]
-            if meta.pod is not None:
-                allocated += g.limits.default_w
-                if g.tier is LatencyTier.TOLERANT:
-                    tolerant_floors += g.floor * b.pue
+            if meta.pod is not None and g.tier is LatencyTier.TOLERANT:
+                tolerant_floors += g.floor * b.pue
         facility = report.facility_draw_w if report is not None else 0.0
         non_gpu = b.facility_w(0.0)
         target_w = b.cap_w * b.target_utilization
