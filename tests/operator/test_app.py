@@ -16,6 +16,7 @@ from wattwise.operator.auth import AgentAuthenticator, Identity, TokenReviewCach
 from wattwise.operator.controller import Controller
 from wattwise.operator.ingest import Ingest
 from wattwise.operator.metrics import OperatorMetrics
+from wattwise.scheduler_extender.state_cache import parse_snapshot
 from wattwise.telemetry import wire
 
 AGENT = "system:serviceaccount:wattwise-system:wattwise-agent"
@@ -136,7 +137,10 @@ async def test_live_state_and_probes(harness: Harness, client: httpx.AsyncClient
     assert (await client.get("/readyz")).status_code == 503
     await post(client, "agent-n1", GOOD)
     harness.tick()
-    state = LiveState.model_validate_json((await client.get("/v1/state")).content)
+    raw = (await client.get("/v1/state")).content
+    state = LiveState.model_validate_json(raw)
+    snapshot = parse_snapshot(raw, fetched_at=0.0)  # what the scheduler extender does with it
+    assert set(snapshot.budgets) == {"rack"} and set(snapshot.nodes) == {"n1"}
     assert [v.name for v in state.budgets] == ["rack"]
     assert state.nodes["n1"].budgets == ["rack"] and len(state.nodes["n1"].gpus) == 2
     assert (await client.get("/readyz")).status_code == 200 and (await client.get("/healthz")).status_code == 200
