@@ -44,6 +44,7 @@ def test_the_doc_has_every_tested_block() -> None:
         "helm",
         "kubectl",
         "first-steps",
+        "upgrade-helm",
         "uninstall-helm",
         "uninstall-kubectl",
     }
@@ -155,6 +156,9 @@ def test_helm_install_as_documented(
 
         listing = shell.run(blocks["first-steps"])
         assert re.search(r"^facility\s+400000\b.*\bMonitor\b", listing, re.M), listing
+
+        upgraded = shell.run(blocks["upgrade-helm"])
+        assert "has been upgraded" in upgraded and "REVISION: 2" in upgraded, upgraded
 
         shell.run(blocks["uninstall-helm"])
         assert kube_api.apps.list_namespaced_deployment(shell.namespace).items == []
