@@ -76,12 +76,8 @@ kubectl get pb e2e -o wide
 step "a GPU pod through the secondary scheduler"
 # kind nodes have no nvidia.com/gpu: give one node a fake extended resource so the pod fits.
 NODE="$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')"
-kubectl proxy --port=8765 >/dev/null 2>&1 & PROXY=$!
-sleep 1
-curl -fsS -H 'Content-Type: application/json-patch+json' -X PATCH \
-    --data '[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"4"}]' \
-    "http://127.0.0.1:8765/api/v1/nodes/$NODE/status" >/dev/null
-kill "$PROXY"
+kubectl patch node "$NODE" --subresource=status --type=json \
+    -p '[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"4"}]'
 kubectl apply -f - <<'YAML'
 apiVersion: v1
 kind: Pod
