@@ -2,14 +2,15 @@
 
 The Kubernetes schemas say whether a manifest is well-formed; these rules say whether it is what a platform team
 would accept: labels on everything, no duplicates, requests and limits on every container, the restricted
-security profile (with the agent's one written-down exception), probes, references that resolve (Service and
-PDB selectors, ServiceAccounts, ConfigMaps, RBAC roles), and RBAC without wildcards or Secrets.
+security profile (with the agent's one written-down exception), probes, references that resolve (Service, PDB,
+monitor and NetworkPolicy selectors and ports, ServiceAccounts, ConfigMaps, RBAC roles), and RBAC without
+wildcards or Secrets.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 Manifest = Mapping[str, Any]
@@ -198,6 +199,8 @@ def _references(docs: Sequence[Manifest]) -> list[str]:
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
             if endpoint["port"] not in ports:
                 found.append(f"{ref(monitor)}: port {endpoint['port']} is not a container port of its pods")
+    for policy in by_kind.get("NetworkPolicy", {}).values():
+        found += _network_policy(policy, selected)
     accounts = by_kind.get("ServiceAccount", {})
     config_maps = by_kind.get("ConfigMap", {})
     for workload in workloads:
@@ -230,6 +233,30 @@ def _service_monitor(monitor: Manifest, services: list[Manifest]) -> list[str]:
         for e in monitor["spec"]["endpoints"]
         if e["port"] not in ports
     ]
+
+
+def _network_policy(policy: Manifest, selected: Callable[[str | None, Mapping[str, str]], list[Manifest]]) -> list[str]:
+    """The policy applies to one workload, names its ports, and admits pods of the chart that exist."""
+    namespace = policy["metadata"].get("namespace")
+    targets = selected(namespace, policy["spec"]["podSelector"]["matchLabels"])
+    if len(targets) != 1:
+        return [f"{ref(policy)}: applies to {len(targets)} workloads, expected 1"]
+    found = []
+    ports = {p.get("name") for c in targets[0]["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+    for rule in policy["spec"].get("ingress", []):
+        found += [
+            f"{ref(policy)}: port {p['port']} is not a port of {ref(targets[0])}"
+            for p in rule.get("ports", [])
+            if isinstance(p["port"], str) and p["port"] not in ports
+        ]
+        found += [
+            f"{ref(policy)}: peer {peer} selects no workload of the chart"
+            for peer in rule.get("from", [])
+            if "podSelector" in peer
+            and "namespaceSelector" not in peer
+            and not selected(namespace, peer["podSelector"].get("matchLabels") or {})
+        ]
+    return found
 
 
 def _rbac(docs: Sequence[Manifest]) -> list[str]:

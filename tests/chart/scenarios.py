@@ -53,6 +53,11 @@ SCENARIOS: dict[str, Scenario] = {
                 },
                 "updateStrategy": {"maxUnavailable": 2},
             },
+            "networkPolicy": {
+                "enabled": True,
+                "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                "extenderFrom": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+            },
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
             "dashboard": {"enabled": True, "namespace": "monitoring"},
         },

@@ -110,6 +110,16 @@ BREAKAGES = {
 }
 
 
+def test_network_policies_must_name_real_ports_and_peers(rendered: dict[str, list[Manifest]]) -> None:
+    docs = copy.deepcopy(rendered["everything"])
+    operator = find(docs, "NetworkPolicy", "power-wattwise-operator")["spec"]["ingress"][0]
+    operator["ports"][0]["port"] = "metrics"
+    operator["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] = "agents"
+    found = manifests.problems(docs)
+    assert any("port metrics is not a port of Deployment" in p for p in found), found
+    assert any("selects no workload of the chart" in p for p in found), found
+
+
 def test_monitors_must_point_at_real_ports(rendered: dict[str, list[Manifest]]) -> None:
     docs = copy.deepcopy(rendered["everything"])
     find(docs, "ServiceMonitor", "power-wattwise-operator")["spec"]["endpoints"][0]["port"] = "metrics"

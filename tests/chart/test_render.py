@@ -262,6 +262,9 @@ FREE_FORM = {
     "/$defs/affinity/podAffinity",
     "/$defs/affinity/podAntiAffinity",
     "/$defs/extraEnv/items/valueFrom",
+    "/$defs/networkPolicyPeers/items/namespaceSelector",
+    "/$defs/networkPolicyPeers/items/podSelector",
+    "/$defs/networkPolicyPeers/items/ipBlock",
 }
 
 
@@ -290,3 +293,29 @@ def test_values_schema_closes_every_object() -> None:
         and node.get("additionalProperties") != {"type": "string"}
     ]
     assert open_objects == []
+
+
+def test_network_policies_admit_each_components_clients_only(rendered: dict[str, list[Manifest]]) -> None:
+    assert "NetworkPolicy" not in {d["kind"] for d in rendered["default"]}
+    docs = rendered["everything"]
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    assert set(policies) == {f"power-wattwise-{c}" for c in ("operator", "extender", "agent", "scheduler")}
+
+    def clients(component: str) -> list[str]:
+        (rule,) = policies[f"power-wattwise-{component}"]["ingress"]
+        return [
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] if "podSelector" in peer else str(peer)
+            for peer in rule["from"]
+        ]
+
+    monitoring = str({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}})
+    assert clients("operator") == ["agent", "extender", monitoring]
+    assert clients("extender") == ["scheduler", str({"ipBlock": {"cidr": "10.0.0.0/24"}}), monitoring]
+    assert clients("agent") == [monitoring]
+    assert all(spec["policyTypes"] == ["Ingress"] for spec in policies.values())
+
+
+def test_without_scrapers_nothing_may_reach_the_agent(helm: Helm) -> None:
+    docs = helm.template({"networkPolicy": {"enabled": True}})
+    assert find(docs, "NetworkPolicy", "wattwise-agent")["spec"]["ingress"] == []
+    assert manifests.problems(docs) == []
