@@ -6,7 +6,8 @@
 - `GET /metrics`, `/healthz` (the loop is ticking), `/readyz` (active replica with a decision to serve).
 
 Handlers are glue: everything they decide lives in `ingest` and `controller`. The app's collaborators come from
-one dependency, `get_service`, which tests replace through `app.dependency_overrides`.
+one dependency, `get_service`, which tests replace through `app.dependency_overrides`; the report route alone is
+a plain Starlette route bound to the service it was created with (it is the hot path: 1 Hz from every node).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from wattwise.live_state import LIVE_STATE_PATH
@@ -70,22 +71,21 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="wattwise operator", docs_url=None, redoc_url=None, openapi_url=None)
     app.dependency_overrides[get_service] = lambda: service
 
-    @app.post(wire.REPORT_PATH)
-    async def report(
-        request: Request,
-        svc: ServiceDep,
-        authorization: Annotated[str | None, Header()] = None,
-    ) -> Response:
+    async def report(request: Request) -> Response:
+        """The hot path, as a plain Starlette route: no dependency solving or header models per report."""
+        svc = service
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > svc.ingest.max_body_bytes:  # refuse before reading it
             svc.metrics.reports.labels("malformed").inc()
             return Response(b'{"error": "report too large"}', 413, media_type=JSON)
-        answer = await svc.ingest.handle(authorization, await request.body())
+        answer = await svc.ingest.handle(request.headers.get("authorization"), await request.body())
         svc.metrics.reports.labels(answer.outcome).inc()
         headers = {"Retry-After": str(answer.retry_after_s)} if answer.retry_after_s is not None else None
         if answer.status == 401:
             headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
         return Response(answer.body, status_code=answer.status, media_type=JSON, headers=headers)
+
+    app.router.add_route(wire.REPORT_PATH, report, methods=["POST"])
 
     @app.get(LIVE_STATE_PATH)
     async def state(svc: ServiceDep) -> Response:
