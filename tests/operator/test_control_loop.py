@@ -67,3 +67,13 @@ async def test_failed_status_write_is_tried_again_next_tick() -> None:
     writer.submit(c.tick(102.5, wall))  # landed: back to the cadence
     await writer.flush()
     assert [n for k, n, _ in sink.statuses if k == "PowerBudget"] == ["rack"]
+
+
+async def test_status_of_a_budget_dropped_since_the_tick_is_not_written() -> None:
+    c = controller()
+    sink = Sink()
+    writer = Writer(sink, c)
+    writer.submit(c.tick(100.5, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+    c.state.drop_budget("rack")  # its spec turned invalid: the handler wrote Ready=False
+    await writer.flush()
+    assert [n for k, n, _ in sink.statuses if k == "PowerBudget"] == []

@@ -63,7 +63,11 @@ class Writer:
             await self.sink.event(e.kind, e.name, e.uid, e.event)
             if self.metrics is not None:
                 self.metrics.events.labels(e.event.reason).inc()
+        state = self.controller.state
         for (kind, name), body in status.items():
+            known = state.budgets if kind == "PowerBudget" else state.classes
+            if name not in known:
+                continue  # deleted, or found invalid since that tick: its handler owns the status now
             ok = await self.sink.patch_status(kind, name, body)
             if self.metrics is not None:
                 self.metrics.status_writes.labels("ok" if ok else "failed").inc()
