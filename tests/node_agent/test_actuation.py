@@ -8,14 +8,8 @@ from tests.node_agent.conftest import UUIDS
 from tests.node_agent.fakes import FakeGpu, FakeNvml, ManualClock
 from wattwise.node_agent.actuation import Actuator, Target, desired_clocks, desired_limit
 from wattwise.node_agent.backend import GpuReading, NvmlBackend
-from wattwise.telemetry.wire import (
-    ActuationResult,
-    AgentMode,
-    ClockRange,
-    FailSafePolicy,
-    GpuDirective,
-    GpuStatus,
-)
+from wattwise.telemetry.messages import ClockRange, FailSafePolicy, GpuDirective
+from wattwise.telemetry.vocabulary import ActuationResult, AgentMode, GpuStatus
 
 U0 = UUIDS[0]
 

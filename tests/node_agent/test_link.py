@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from wattwise.node_agent.link import Backoff, OperatorLink
-from wattwise.telemetry.wire import AgentMode, FailSafePolicy, ReportReply
+from wattwise.telemetry.messages import FailSafePolicy, ReportReply
+from wattwise.telemetry.vocabulary import AgentMode
 
 POLICY = FailSafePolicy(grace_period_seconds=30, limit_fraction=0.7)
 

@@ -22,7 +22,7 @@ from wattwise.node_agent.podresources.client import (
     attribute,
     gpu_uuid_for,
 )
-from wattwise.telemetry.wire import PodRef
+from wattwise.telemetry.messages import PodRef
 
 GPU_A = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
 GPU_B = "GPU-bbbbbbbb-0000-0000-0000-000000000000"

@@ -8,7 +8,7 @@ import pytest
 from tests.node_agent.fakes import ManualClock
 from wattwise.node_agent.backend import NvmlBackend
 from wattwise.node_agent.simnvml import SimNvml, synthetic_load
-from wattwise.telemetry.wire import GpuStatus
+from wattwise.telemetry.vocabulary import GpuStatus
 
 
 def started(count: int = 2, clock: ManualClock | None = None, seed: int = 0) -> SimNvml:

@@ -1,5 +1,5 @@
 """The wire schema: versioned, camelCase, unknown fields ignored, tiers the same as the CRDs', and the reporter
-turning every way a report can fail into one ReportFailed."""
+turning every way a report can fail into one ReportFailed. (test_messages.py pins the agent's codec to it.)"""
 
 from __future__ import annotations
 
@@ -11,26 +11,33 @@ import pytest
 from tests.node_agent.fakes import FakeOperator
 from wattwise.crd import LatencyTier
 from wattwise.node_agent.reporter import Reporter, ReportFailed
-from wattwise.telemetry import wire
+from wattwise.telemetry import messages, vocabulary, wire
 
 
 def minimal_report() -> wire.NodeReport:
+    """The operator's model of a report; `agent_report()` is the same report as the agent builds it."""
+    return wire.NodeReport.model_validate_json(messages.encode(agent_report()))
+
+
+def agent_report() -> messages.NodeReport:
     import datetime as dt
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    return wire.NodeReport(
+    return messages.NodeReport(
         node="n",
-        agent=wire.AgentInfo(version="0", backend="sim", started_at=now),
+        agent=messages.AgentInfo(version="0", backend="sim", started_at=now),
         sequence=0,
         sent_at=now,
         sample_interval_seconds=1,
-        state=wire.AgentState(mode=wire.AgentMode.CONNECTED, since=now),
-        gpus=[wire.GpuReport(uuid="GPU-1", index=0, status=wire.GpuStatus.LOST, sampled_at=now, error="gone")],
+        state=messages.AgentState(mode=vocabulary.AgentMode.CONNECTED, since=now),
+        gpus=[
+            messages.GpuReport(uuid="GPU-1", index=0, status=vocabulary.GpuStatus.LOST, sampled_at=now, error="gone")
+        ],
     )
 
 
 def test_tiers_match_the_crd() -> None:
-    assert set(typing.get_args(wire.Tier)) == {t.value for t in LatencyTier}
+    assert set(typing.get_args(wire.Tier)) == set(typing.get_args(vocabulary.Tier)) == {t.value for t in LatencyTier}
 
 
 def test_report_json_is_camel_case_without_nulls() -> None:
@@ -59,13 +66,13 @@ def test_connection_refused_then_kept_alive() -> None:
         port = s.getsockname()[1]  # nobody listens here once the socket is closed
     reporter = Reporter(f"http://127.0.0.1:{port}", None)
     with pytest.raises(ReportFailed, match="ConnectionRefused"):
-        reporter.send(minimal_report())
+        reporter.send(agent_report())
     reporter.close()
     with FakeOperator() as op:
         reporter = Reporter(op.url, None)
         try:
-            assert reporter.send(minimal_report()) == wire.ReportReply()
-            assert reporter.send(minimal_report()) == wire.ReportReply()
+            assert reporter.send(agent_report()) == messages.ReportReply()
+            assert reporter.send(agent_report()) == messages.ReportReply()
         finally:
             reporter.close()
         assert len(op.reports) == 2 and len(op.connections) == 1  # the second report reused the connection
@@ -77,7 +84,7 @@ def test_connection_closed_while_idle_is_retried_once() -> None:
         reporter = Reporter(op.url, None)
         try:
             for _ in range(3):
-                assert reporter.send(minimal_report()) == wire.ReportReply()
+                assert reporter.send(agent_report()) == messages.ReportReply()
         finally:
             reporter.close()
         assert len(op.reports) == 3 and len(op.connections) == 3
@@ -87,7 +94,7 @@ def test_missing_token_file_is_a_failed_report(tmp_path: pathlib.Path) -> None:
     with FakeOperator() as op:
         reporter = Reporter(op.url, tmp_path / "absent")
         with pytest.raises(ReportFailed, match="ServiceAccount token"):
-            reporter.send(minimal_report())
+            reporter.send(agent_report())
         reporter.close()
         assert op.reports == []
 
@@ -98,7 +105,7 @@ def test_reply_that_does_not_match_the_schema(tmp_path: pathlib.Path) -> None:
         reporter = Reporter(op.url + "/", None)  # a trailing slash is fine
         try:
             with pytest.raises(ReportFailed, match="does not match"):
-                reporter.send(minimal_report())
+                reporter.send(agent_report())
         finally:
             reporter.close()
 

@@ -19,15 +19,8 @@ import logging
 
 from wattwise.node_agent.backend import GpuBackend, GpuReading
 from wattwise.node_agent.nvml import ActuationFailed, GpuLost
-from wattwise.telemetry.wire import (
-    Actuation,
-    ActuationResult,
-    AgentMode,
-    ClockRange,
-    FailSafePolicy,
-    GpuDirective,
-    GpuStatus,
-)
+from wattwise.telemetry.messages import Actuation, ClockRange, FailSafePolicy, GpuDirective
+from wattwise.telemetry.vocabulary import ActuationResult, AgentMode, GpuStatus
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +198,7 @@ class Actuator:
             return
         last = self.last.get(uuid)
         if last is not None:
-            self.last[uuid] = last.model_copy(update={"locked_sm_clocks": self.locked.get(uuid)})
+            self.last[uuid] = dataclasses.replace(last, locked_sm_clocks=self.locked.get(uuid))
 
     def _record(
         self,

@@ -25,7 +25,8 @@ from wattwise.node_agent.backend import GpuBackend, GpuReading, reason_names
 from wattwise.node_agent.link import OperatorLink
 from wattwise.node_agent.podresources.client import PodResourcesClient, PodResourcesError, attribute
 from wattwise.node_agent.reporter import Reporter, ReportFailed
-from wattwise.telemetry import wire
+from wattwise.telemetry import messages
+from wattwise.telemetry.vocabulary import ActuationResult, AgentMode
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class AgentConfig:
     keep_limits_on_exit: bool = False
     pod_name: str | None = None
     #: used until the operator's first reply says otherwise (None: keep limits when the operator is gone)
-    default_fail_safe: wire.FailSafePolicy | None = None
+    default_fail_safe: messages.FailSafePolicy | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,12 +48,12 @@ class Snapshot:
 
     readings: tuple[GpuReading, ...] = ()
     average_power_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    pods: Mapping[str, list[wire.PodRef]] = dataclasses.field(default_factory=dict)
+    pods: Mapping[str, list[messages.PodRef]] = dataclasses.field(default_factory=dict)
     pods_known: bool = False
-    directives: Mapping[str, wire.GpuDirective] = dataclasses.field(default_factory=dict)
-    actuations: Mapping[str, wire.Actuation] = dataclasses.field(default_factory=dict)
+    directives: Mapping[str, messages.GpuDirective] = dataclasses.field(default_factory=dict)
+    actuations: Mapping[str, messages.Actuation] = dataclasses.field(default_factory=dict)
     held_limits_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    mode: wire.AgentMode = wire.AgentMode.STANDALONE
+    mode: AgentMode = AgentMode.STANDALONE
     ticks: int = 0
     tick_errors: int = 0
     reports_ok: int = 0
@@ -60,9 +61,9 @@ class Snapshot:
     last_reply_wall_s: float | None = None
     last_tick_monotonic_s: float | None = None
     tick_duration_s: float | None = None
-    actuation_counts: Mapping[tuple[str, wire.ActuationResult], int] = dataclasses.field(default_factory=dict)
+    actuation_counts: Mapping[tuple[str, ActuationResult], int] = dataclasses.field(default_factory=dict)
     nvml_error_counts: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
-    issues: tuple[wire.Issue, ...] = ()
+    issues: tuple[messages.Issue, ...] = ()
 
 
 class NodeAgent:
@@ -89,9 +90,9 @@ class NodeAgent:
         self.snapshot = Snapshot()
         self._sequence = 0
         self._prev_energy: dict[str, tuple[float, float]] = {}
-        self._pods: dict[str, list[wire.PodRef]] = {}
+        self._pods: dict[str, list[messages.PodRef]] = {}
         self._pods_known = False
-        self._pods_issue: wire.Issue | None = None
+        self._pods_issue: messages.Issue | None = None
         self._pods_due = started
         self._counts = {"ticks": 0, "tick_errors": 0, "reports_ok": 0, "reports_failed": 0}
         self._last_mode = self.link.mode(started)
@@ -151,7 +152,7 @@ class NodeAgent:
         now = self.clock.monotonic()
         mode = self.link.mode(now)
         if mode is not self._last_mode:
-            level = logging.INFO if mode is wire.AgentMode.CONNECTED else logging.WARNING
+            level = logging.INFO if mode is AgentMode.CONNECTED else logging.WARNING
             log.log(level, "operator link: %s -> %s (%s)", self._last_mode, mode, self.link.last_error or "ok")
             self._last_mode = mode
         reply = self.link.last_reply
@@ -204,28 +205,28 @@ class NodeAgent:
             if self._pods_issue is None:
                 log.warning("%s; pod attribution is stale until it answers", exc)
             self._pods_known = False
-            self._pods_issue = wire.Issue(code="PodResourcesUnavailable", message=str(exc))
+            self._pods_issue = messages.Issue(code="PodResourcesUnavailable", message=str(exc))
             return
         if self._pods_issue is not None:
             log.info("PodResources answers again")
         self._pods = attribute(assignments, {r.index: r.uuid for r in readings})
         self._pods_known, self._pods_issue = True, None
 
-    def _issues(self) -> tuple[wire.Issue, ...]:
+    def _issues(self) -> tuple[messages.Issue, ...]:
         issues = [self._pods_issue] if self._pods_issue is not None else []
         for uuid, act in self.actuator.last.items():
-            if act.result is wire.ActuationResult.NO_PERMISSION:
-                issues.append(wire.Issue(code="NvmlNoPermission", message=f"{uuid}: {act.message}"))
+            if act.result is ActuationResult.NO_PERMISSION:
+                issues.append(messages.Issue(code="NvmlNoPermission", message=f"{uuid}: {act.message}"))
                 break
         return tuple(issues)
 
     # --- reporting -------------------------------------------------------------------------------------------
 
-    def build_report(self, readings: list[GpuReading], average: Mapping[str, float], now: float) -> wire.NodeReport:
+    def build_report(self, readings: list[GpuReading], average: Mapping[str, float], now: float) -> messages.NodeReport:
         snapshot = self.snapshot
-        return wire.NodeReport(
+        return messages.NodeReport(
             node=self.config.node,
-            agent=wire.AgentInfo(
+            agent=messages.AgentInfo(
                 version=wattwise.__version__,
                 backend=self.backend.name,
                 started_at=_utc(self.started_wall),
@@ -234,7 +235,7 @@ class NodeAgent:
             sequence=self._sequence,
             sent_at=_utc(self.clock.time()),
             sample_interval_seconds=self.config.interval_s,
-            state=wire.AgentState(
+            state=messages.AgentState(
                 mode=self.link.mode(now),
                 since=_utc(self._wall_offset + self.link.mode_since(now)),
                 last_reply_at=_utc(self._wall(self.link.last_reply_at)),
@@ -270,15 +271,15 @@ def _utc(wall_s: float | None) -> Any:
 
 
 def gpu_report(
-    r: GpuReading, average_w: float | None, pods: list[wire.PodRef], actuation: wire.Actuation | None
-) -> wire.GpuReport:
+    r: GpuReading, average_w: float | None, pods: list[messages.PodRef], actuation: messages.Actuation | None
+) -> messages.GpuReport:
     """The wire form of one reading; unsupported values stay absent."""
     limits = None
     if r.min_limit_w is not None and r.max_limit_w is not None and r.default_limit_w is not None:
-        limits = wire.LimitConstraints(
+        limits = messages.LimitConstraints(
             min_watts=r.min_limit_w, max_watts=r.max_limit_w, default_watts=r.default_limit_w
         )
-    return wire.GpuReport(
+    return messages.GpuReport(
         uuid=r.uuid,
         index=r.index,
         name=r.name,

@@ -14,7 +14,7 @@ import time
 from typing import Any, Literal, Protocol
 
 from wattwise.node_agent.nvml import ActuationFailed, GpuLost, NvmlSession
-from wattwise.telemetry.wire import ActuationResult, GpuStatus
+from wattwise.telemetry.vocabulary import ActuationResult, GpuStatus
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from wattwise.node_agent.nvml import NvmlUnavailable
 from wattwise.node_agent.podresources.client import DEFAULT_SOCKET, PodResourcesClient
 from wattwise.node_agent.reporter import Reporter
 from wattwise.node_agent.server import HealthServer
-from wattwise.telemetry import wire
+from wattwise.telemetry import messages, vocabulary
 
 log = logging.getLogger("wattwise.node_agent")
 
@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--token-file",
         default=_env("WATTWISE_TOKEN_FILE"),
         help=f"projected ServiceAccount token, re-read per request (env WATTWISE_TOKEN_FILE; default "
-        f"{wire.DEFAULT_TOKEN_FILE} if it exists; 'none' sends no token)",
+        f"{vocabulary.DEFAULT_TOKEN_FILE} if it exists; 'none' sends no token)",
     )
     p.add_argument(
         "--ca-file",
@@ -164,7 +164,7 @@ def build_backend(args: argparse.Namespace) -> NvmlBackend:
 def build_agent(args: argparse.Namespace) -> NodeAgent:
     fail_safe = None
     if args.fail_safe_fraction > 0:
-        fail_safe = wire.FailSafePolicy(
+        fail_safe = messages.FailSafePolicy(
             grace_period_seconds=args.fail_safe_grace, limit_fraction=args.fail_safe_fraction
         )
     config = AgentConfig(
@@ -176,7 +176,7 @@ def build_agent(args: argparse.Namespace) -> NodeAgent:
     )
     reporter = None
     if args.operator_url:
-        token = _optional_path(args.token_file, wire.DEFAULT_TOKEN_FILE)
+        token = _optional_path(args.token_file, vocabulary.DEFAULT_TOKEN_FILE)
         reporter = Reporter(args.operator_url, token, timeout_s=min(2.0, 0.8 * args.interval), ca_file=args.ca_file)
     socket_path = _optional_path(args.pod_resources_socket, DEFAULT_SOCKET)
     pods = PodResourcesClient(str(socket_path)) if socket_path is not None else None

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from wattwise.telemetry.wire import AgentMode, FailSafePolicy, ReportReply
+from wattwise.telemetry.messages import FailSafePolicy, ReportReply
+from wattwise.telemetry.vocabulary import AgentMode
 
 #: Timer wake-ups jitter by a millisecond or so; a tick this close to the due time is on time.
 _TICK_SLACK_S = 0.05

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from wattwise.node_agent.agent import Snapshot
 from wattwise.node_agent.backend import CLOCK_EVENT_REASONS, GpuReading
-from wattwise.telemetry.wire import ActuationResult, AgentMode, GpuStatus
+from wattwise.telemetry.vocabulary import ActuationResult, AgentMode, GpuStatus
 
 GPU_LABELS = ["node", "gpu", "uuid", "namespace", "pod", "tier"]
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from wattwise.telemetry.wire import ActuationResult
+from wattwise.telemetry.vocabulary import ActuationResult
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,10 @@ about back-off and fail-safe.
 
 The client is the standard library's `http.client` with one kept-alive connection, not httpx: it runs once a
 second on every GPU node, and httpx with its transport stack and default CA bundle costs the DaemonSet about
-7 MiB of RSS (measured by `make bench`) for features a single POST to one known server does not use. TLS is
-verified against `ca_file` (the operator's CA, mounted from a Secret/ConfigMap) or the system store.
+7 MiB of RSS (measured by `make bench`) for features a single POST to one known server does not use. For the
+same reason reports are encoded and replies decoded by `wattwise.telemetry.messages`, not the pydantic models
+(~18 MiB). TLS is verified against `ca_file` (the operator's CA, mounted from a Secret/ConfigMap) or the system
+store.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ import pathlib
 import ssl
 import urllib.parse
 
-import pydantic
-
-from wattwise.telemetry import wire
+from wattwise.telemetry import messages, vocabulary
 
 _MAX_REPLY_BYTES = 4 * 1024 * 1024
 #: What a kept-alive connection closed by the server while idle looks like on the next request.
@@ -46,8 +46,8 @@ class Reporter:
         parsed = urllib.parse.urlsplit(operator_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"operator URL must be http(s)://host[:port][/prefix], got {operator_url!r}")
-        self.url = operator_url.rstrip("/") + wire.REPORT_PATH
-        self._path = parsed.path.rstrip("/") + wire.REPORT_PATH
+        self.url = operator_url.rstrip("/") + vocabulary.REPORT_PATH
+        self._path = parsed.path.rstrip("/") + vocabulary.REPORT_PATH
         self._host, self._port = parsed.hostname, parsed.port
         self._tls = ssl.create_default_context(cafile=ca_file) if parsed.scheme == "https" else None
         self.token_file = token_file
@@ -73,13 +73,13 @@ class Reporter:
         }
         if self.token_file is not None:
             try:
-                headers.update(wire.bearer(self.token_file.read_text()))
+                headers.update(vocabulary.bearer(self.token_file.read_text()))
             except OSError as exc:
                 raise ReportFailed(f"cannot read the ServiceAccount token {self.token_file}: {exc}") from exc
         return headers
 
-    def send(self, report: wire.NodeReport) -> wire.ReportReply:
-        body = report.to_json()
+    def send(self, report: messages.NodeReport) -> messages.ReportReply:
+        body = messages.encode(report)
         headers = self._headers(len(body))
         reused = self._conn is not None
         try:
@@ -97,9 +97,9 @@ class Reporter:
         if response.status != 200:
             raise ReportFailed(f"POST {self.url}: HTTP {response.status}: {content[:200].decode(errors='replace')}")
         try:
-            return wire.ReportReply.model_validate_json(content)
-        except pydantic.ValidationError as exc:
-            raise ReportFailed(f"POST {self.url}: reply does not match {wire.API_VERSION}: {exc}") from exc
+            return messages.decode_reply(content)
+        except messages.WireError as exc:
+            raise ReportFailed(f"POST {self.url}: reply does not match {vocabulary.API_VERSION}: {exc}") from exc
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
         conn = self._connection()

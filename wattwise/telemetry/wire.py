@@ -1,7 +1,10 @@
 """The agent <-> operator wire schema: one `NodeReport` per node per second, answered by one `ReportReply`.
 
 This module is the contract between `wattwise agent` (the client) and the operator's report endpoint (the
-server); both import it, so neither can drift. Conventions:
+server). The operator validates with these models; the agent, which runs on every GPU node and cannot spare
+pydantic's ~18 MiB, builds and reads the same messages with `wattwise.telemetry.messages`, a dependency-free
+mirror that tests/node_agent/test_messages.py holds to these models field by field. Change a model here and that
+test says what to change there. Conventions:
 
 - `POST {operator}/v1/reports` with `Content-Type: application/json` and
   `Authorization: Bearer <projected ServiceAccount token>`. The agent re-reads the token file on every request
@@ -29,27 +32,23 @@ Reply semantics (level-based, idempotent: the reply states what should be, not w
 from __future__ import annotations
 
 import datetime as dt
-import enum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-#: Schema version carried in every message's `apiVersion`.
-API_VERSION: Final = "telemetry.wattwise.dev/v1"
-#: Where the operator serves the hot path; the version is in the path so v2 can live beside v1.
-REPORT_PATH = "/v1/reports"
-#: Request header carrying the agent's projected ServiceAccount token (`Bearer <token>`).
-AUTH_HEADER = "Authorization"
-#: Default location of the projected token in the agent pod (see the chart's DaemonSet volume).
-DEFAULT_TOKEN_FILE = "/var/run/secrets/wattwise/token"
-#: Audience the projected token is minted for; the operator's TokenReview asks for this audience.
-TOKEN_AUDIENCE = "wattwise-operator"
-
-
-def bearer(token: str) -> dict[str, str]:
-    """The header dict for a token, stripped of the trailing newline token files usually end with."""
-    return {AUTH_HEADER: f"Bearer {token.strip()}"}
+# The version, paths, headers and enumerations live in `vocabulary` (no pydantic there) so the node agent's
+# dependency-free codec, `messages`, shares them; they are re-exported here as part of the contract.
+from wattwise.telemetry.vocabulary import API_VERSION as API_VERSION
+from wattwise.telemetry.vocabulary import AUTH_HEADER as AUTH_HEADER
+from wattwise.telemetry.vocabulary import DEFAULT_TOKEN_FILE as DEFAULT_TOKEN_FILE
+from wattwise.telemetry.vocabulary import REPORT_PATH as REPORT_PATH
+from wattwise.telemetry.vocabulary import TOKEN_AUDIENCE as TOKEN_AUDIENCE
+from wattwise.telemetry.vocabulary import ActuationResult as ActuationResult
+from wattwise.telemetry.vocabulary import AgentMode as AgentMode
+from wattwise.telemetry.vocabulary import GpuStatus as GpuStatus
+from wattwise.telemetry.vocabulary import Tier as Tier
+from wattwise.telemetry.vocabulary import bearer as bearer
 
 
 class WireModel(BaseModel):
@@ -63,35 +62,7 @@ class WireModel(BaseModel):
 
 
 Watts = Annotated[float, Field(ge=0, le=10_000)]
-#: The values of `wattwise.crd.LatencyTier`, spelled out so the agent need not import the CRD models (which
-#: would cost the DaemonSet ~10 MiB of RSS); tests/node_agent pins the two together.
-Tier = Literal["critical", "standard", "tolerant"]
 Percent = Annotated[int, Field(ge=0, le=100)]
-
-
-class GpuStatus(enum.StrEnum):
-    OK = "ok"  #: sampled; optional fields absent only where the GPU does not support them
-    LOST = "lost"  #: NVML says the GPU has fallen off the bus; nothing else about it can be trusted
-    ERROR = "error"  #: the sample failed for another reason (see `error`)
-
-
-class AgentMode(enum.StrEnum):
-    """Where the agent stands with the operator."""
-
-    STANDALONE = "standalone"  #: no operator configured: telemetry and metrics only, limits never touched
-    CONNECTED = "connected"  #: the last report was answered; the reply's limits are in force
-    GRACE = "grace"  #: the operator is unreachable; the last limits are kept until the grace period ends
-    FAIL_SAFE = "failSafe"  #: the grace period is over; the fail-safe limits are in force
-
-
-class ActuationResult(enum.StrEnum):
-    APPLIED = "applied"  #: the limit was set and read back equal
-    UNCHANGED = "unchanged"  #: the GPU already had the target limit: nothing was written
-    MISMATCH = "mismatch"  #: set, but the enforced limit read back differs (another tool, or firmware)
-    NO_PERMISSION = "noPermission"  #: NVML refused: the agent needs CAP_SYS_ADMIN (or root) to set limits
-    NOT_SUPPORTED = "notSupported"  #: this GPU does not allow setting its power limit or clocks
-    INVALID_ARGUMENT = "invalidArgument"  #: NVML rejected the value (outside constraints)
-    ERROR = "error"  #: any other failure; see `message`
 
 
 class PodRef(WireModel):

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from wattwise.node_agent.podresources import api_pb2, api_pb2_grpc
-from wattwise.telemetry.wire import PodRef
+from wattwise.telemetry.messages import PodRef
 
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 GPU_RESOURCES = frozenset({"nvidia.com/gpu"})

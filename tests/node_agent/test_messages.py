@@ -1,0 +1,449 @@
+"""The agent's pydantic-free codec (`telemetry.messages`) against the contract (`telemetry.wire`, pydantic).
+
+- Same shape: every message has the same fields, with the same JSON keys, as its pydantic model.
+- Reports: any message built here (random values, in range and out) is refused exactly when pydantic would
+  refuse it (or would send JSON the operator refuses: an infinite `sampleIntervalSeconds` goes out as null), and
+  otherwise reaches the operator's model with the values pydantic itself would have sent.
+- Replies: for documents generated from the pydantic `ReportReply` model, then mutated (lax spellings such as
+  "5" or "yes", snake_case keys, wrong types, out-of-range numbers, missing and unknown keys) and for malformed
+  JSON, `decode_reply` accepts exactly what `ReportReply.model_validate_json` accepts, with the same values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pydantic
+import pynvml
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.node_agent.conftest import UUIDS
+from tests.node_agent.fakes import FakeGpu
+from wattwise.node_agent.agent import NodeAgent
+from wattwise.telemetry import messages, wire
+from wattwise.telemetry.vocabulary import AgentMode
+
+#: every message class and its pydantic model (the contract)
+PAIRS: dict[type, type[pydantic.BaseModel]] = {
+    cls: getattr(wire, cls.__name__)
+    for cls in (
+        messages.PodRef,
+        messages.LimitConstraints,
+        messages.ClockRange,
+        messages.Actuation,
+        messages.GpuReport,
+        messages.AgentInfo,
+        messages.AgentState,
+        messages.Issue,
+        messages.NodeReport,
+        messages.GpuDirective,
+        messages.FailSafePolicy,
+        messages.ReportReply,
+    )
+}
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _canonical(value: object) -> str:
+    """Values as JSON text with types kept apart (5 vs 5.0) and keys sorted."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# --- same shape ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", PAIRS, ids=lambda c: c.__name__)
+def test_same_fields_and_keys_as_the_pydantic_model(cls: type) -> None:
+    model = PAIRS[cls]
+    ours = {f.name: f.metadata.get("alias", messages._camel(f.name)) for f in dataclasses.fields(cls)}
+    theirs = {name: field.alias for name, field in model.model_fields.items()}
+    assert ours == theirs
+    required = {f.name for f in dataclasses.fields(cls) if f.default is f.default_factory is dataclasses.MISSING}
+    assert required == {name for name, field in model.model_fields.items() if field.is_required()}
+
+
+def test_every_message_of_the_wire_module_is_mirrored() -> None:
+    models = {
+        name
+        for name, value in vars(wire).items()
+        if isinstance(value, type) and issubclass(value, wire.WireModel) and value is not wire.WireModel
+    }
+    assert models == {cls.__name__ for cls in PAIRS}
+
+
+# --- reports: built here, read by the operator's model ----------------------------------------------------------
+
+_FLOATS = st.one_of(
+    st.floats(min_value=-1, max_value=10_001),
+    st.sampled_from([0.0, -0.0, 0.19, 0.2, 1.0, 100.0, 300.0, 300.5, 3600.0, 3600.5, 10_000.0, 10_000.5, -1.0]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-2, max_value=10_002),
+)
+_INTS = st.one_of(st.integers(min_value=-2, max_value=10_002), st.sampled_from([0, 100, 101, -1, 10_000, 10_001]))
+_TIMES = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(dt.UTC))
+
+
+def _plain(tp: Any) -> st.SearchStrategy[Any]:
+    """Python values for a message field's type, messages as dicts (what pydantic's model_validate takes)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return st.one_of(*[st.none() if a is type(None) else _plain(a) for a in args])
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin is list:
+        return st.lists(_plain(args[0]), max_size=2)
+    if origin in (dict, Mapping):
+        return st.dictionaries(st.text(max_size=4), _plain(args[1]), max_size=2)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        fields = dataclasses.fields(tp)
+        required = {
+            f.name: _plain(hints[f.name]) for f in fields if f.default is f.default_factory is dataclasses.MISSING
+        }
+        optional = {f.name: _plain(hints[f.name]) for f in fields if f.name not in required}
+        return st.fixed_dictionaries(required, optional=optional)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return st.sampled_from(list(tp))
+    simple: dict[Any, st.SearchStrategy[Any]] = {
+        float: _FLOATS,
+        int: _INTS,
+        bool: st.booleans(),
+        str: st.text(max_size=6),
+        dt.datetime: _TIMES,
+    }
+    return simple[tp]
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """The message(s) a plain value describes, built with the message classes (which check ranges)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if value is None:
+        return None
+    if origin in (types.UnionType, typing.Union):
+        return _build(next(a for a in args if a is not type(None)), value)
+    if origin is list:
+        return [_build(args[0], item) for item in value]
+    if origin in (dict, Mapping):
+        return {key: _build(args[1], item) for key, item in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = typing.get_type_hints(tp)
+        return tp(**{name: _build(hints[name], item) for name, item in value.items()})
+    return value
+
+
+@pytest.mark.parametrize("cls", PAIRS, ids=lambda c: c.__name__)
+@SETTINGS
+@given(data=st.data())
+def test_a_message_is_refused_or_read_exactly_as_pydantic_would(cls: type, data: st.DataObject) -> None:
+    plain = data.draw(_plain(cls))
+    model = PAIRS[cls]
+    try:
+        # what the operator would read had pydantic built it (a non-finite reading is sent as null)
+        theirs = model.model_validate_json(
+            model.model_validate(plain).model_dump_json(by_alias=True, exclude_none=True)
+        )
+    except pydantic.ValidationError:
+        with pytest.raises(messages.WireError):
+            _build(cls, plain)
+        return
+    ours = model.model_validate_json(messages.encode(_build(cls, plain)))
+    assert _canonical(ours.model_dump()) == _canonical(theirs.model_dump())
+
+
+def test_the_agents_own_report_reads_back_unchanged(fake_agent: Callable[..., tuple[NodeAgent, Any, Any]]) -> None:
+    agent, _, _ = fake_agent(
+        [FakeGpu(UUIDS[0]), FakeGpu(UUIDS[1]), FakeGpu(UUIDS[2], errors={"power": pynvml.NVML_ERROR_GPU_IS_LOST})]
+    )
+    clocks = messages.ClockRange(min_mhz=900, max_mhz=1400)
+    reply = messages.ReportReply(
+        gpus={UUIDS[0]: messages.GpuDirective(enforced=True, power_limit_watts=400, locked_sm_clocks=clocks)}
+    )
+    agent.link.enabled = True
+    agent.link.succeeded(agent.clock.monotonic(), reply, 1.0)
+    agent.tick()
+    agent.tick()  # the second tick's snapshot holds the first one's actuation
+    report = agent.build_report(list(agent.snapshot.readings), {UUIDS[0]: 351.5}, agent.clock.monotonic())
+    assert report.state.mode is AgentMode.CONNECTED and report.gpus[0].actuation is not None
+    assert report.gpus[0].actuation.locked_sm_clocks == clocks and report.gpus[2].status == "lost"
+    data = messages.encode(report)
+    parsed = wire.NodeReport.model_validate_json(data)
+    assert parsed.model_dump() == dataclasses.asdict(report)
+    assert json.loads(parsed.to_json()) == json.loads(data)  # the same document, key for key
+
+
+def test_out_of_range_readings_are_refused_with_the_field_named() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(messages.WireError, match="powerWatts: must be <= 10000"):
+        messages.GpuReport(uuid="u", index=0, status=wire.GpuStatus.OK, sampled_at=now, power_watts=12_000.0)
+    with pytest.raises(messages.WireError, match="utilizationPercent: must be <= 100"):
+        messages.GpuReport(uuid="u", index=0, status=wire.GpuStatus.OK, sampled_at=now, utilization_percent=101)
+    with pytest.raises(messages.WireError, match="limitFraction: must be > 0"):
+        messages.FailSafePolicy(limit_fraction=0.0)
+
+
+def test_unknown_readings_are_left_out() -> None:
+    now = dt.datetime(2026, 1, 1, 0, 0, 0, 250_000, tzinfo=dt.UTC)
+    gpu = messages.GpuReport(
+        uuid="u", index=0, status=wire.GpuStatus.OK, sampled_at=now, temperature_celsius=math.nan, power_watts=None
+    )
+    assert json.loads(messages.encode(gpu)) == {
+        "uuid": "u",
+        "index": 0,
+        "status": "ok",
+        "sampledAt": "2026-01-01T00:00:00.250000Z",
+        "pods": [],
+    }
+
+
+# --- replies: decoded here as pydantic decodes them ------------------------------------------------------------
+
+
+def _unwrap(tp: Any) -> tuple[Any, list[Any]]:
+    """A type without its Annotated wrappers, and the constraints those carried (annotated_types objects)."""
+    constraints: list[Any] = []
+    while typing.get_origin(tp) is typing.Annotated:
+        tp, *extra = typing.get_args(tp)
+        for item in extra:
+            constraints.extend(item.metadata if isinstance(item, pydantic.fields.FieldInfo) else [item])
+    return tp, constraints
+
+
+def _bounds(constraints: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for c in constraints:
+        for attr, key in (("ge", "min_value"), ("gt", "min_value"), ("le", "max_value"), ("lt", "max_value")):
+            if hasattr(c, attr):
+                out[key] = getattr(c, attr)
+                if attr in ("gt", "lt"):
+                    out["exclude_" + key.split("_")[0]] = True
+    return out
+
+
+def _from_model(tp: Any, constraints: list[Any] = []) -> st.SearchStrategy[Any]:  # noqa: B006 - never mutated
+    """Valid JSON values for a pydantic field type, read off the model (keys by alias or, sometimes, by name)."""
+    tp, more = _unwrap(tp)
+    constraints = [*constraints, *more]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return st.one_of(*[st.none() if a is type(None) else _from_model(a, constraints) for a in args])
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin is dict:
+        return st.dictionaries(st.text(max_size=6), _from_model(args[1]), max_size=3)
+    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+        return _model_document(tp)
+    if tp is float:
+        bounds = _bounds(constraints)
+        ints = st.integers(
+            min_value=math.ceil(bounds.get("min_value", -1e6) + (1e-9 if bounds.get("exclude_min") else 0)),
+            max_value=math.floor(bounds.get("max_value", 1e6)),
+        )
+        return st.one_of(st.floats(allow_nan=False, allow_infinity=False, **bounds), ints)
+    if tp is int:
+        bounds = _bounds(constraints)
+        return st.integers(min_value=bounds.get("min_value"), max_value=bounds.get("max_value"))
+    if tp is bool:
+        return st.booleans()
+    raise AssertionError(f"no strategy for {tp!r}: extend _from_model")
+
+
+@st.composite
+def _model_document(draw: st.DrawFn, model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if not field.is_required() and draw(st.booleans()):
+            continue
+        key = draw(st.sampled_from([field.alias or name, name]))
+        doc[key] = draw(_from_model(field.annotation, list(field.metadata)))
+    return doc
+
+
+#: numbers in strings, where pydantic's lax mode has its own rules (whitespace, underscores, signs, fractions)
+_NUMBER_SPELLINGS = [
+    *[" 5 ", "5.0", "5.5", "5.", ".5", "+5", "-0", "-0.0", "00", "1e3", "1E2", "0x10", "0b1", "+.5", "-.5e-1", "."],
+    *["1_0", "1__0", "_1", "1_", "0_1", "0_1 ", " 1_0", "1_0\t", "1_0.0", "1_0.0 ", "1.0_0", "0.0_1", "1_e5", "1e_5"],
+    *["1e1_0", "1_.0", "1._0", "+_5", "-_0", "+5_0", "+0_5", "+_5.0", "+_", "_", "1_ ", "+-1", "--1", "e5", "1e"],
+    *["in_f", "i_nf", "inf", "+inf", "-inf", "nan", "+nan", "NaN", "Infinity", "-Infinity", "1\u00a0", "\x1c1"],
+    *["\u20035", "5\u2003", "5\x1c", "\x855", "\x0b5", "\u0665", "\uff11", "9" * 30, "9" * 4300, "9" * 4301],
+    *[" " + "9" * 4299 + " ", "9" * 4299 + ".0", "1" + "_1" * 2000],
+]
+
+_NASTY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=3),
+    st.integers(),
+    st.floats(),
+    st.floats(min_value=-1, max_value=12_000),
+    st.sampled_from(
+        [
+            *["", "yes", "No", "ON", "t", "F", "1", "0", "2", "true ", "critical", "Critical", "ReportReply"],
+            wire.API_VERSION,
+            "telemetry.wattwise.dev/v2",
+        ]
+    ),
+    st.text(alphabet="0123456789._eE+- \tinfaty\u2003\x1c", max_size=8),
+    st.sampled_from(_NUMBER_SPELLINGS),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _slots(value: Any, found: list[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], str]]:
+    """Every (object, key) in a document, depth first."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.append((value, key))
+            _slots(item, found)
+    return found
+
+
+def _snake(key: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in key)
+
+
+@st.composite
+def _replies(draw: st.DrawFn) -> bytes:
+    """A reply generated from the pydantic model, then (usually) mutated a few times."""
+    doc = draw(_model_document(wire.ReportReply))
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        slots = _slots(doc, [])
+        action = draw(st.sampled_from(["replace", "replace", "replace", "delete", "rename", "add"]))
+        if action == "add" or not slots:
+            target = draw(st.sampled_from([doc, *[obj[key] for obj, key in slots if isinstance(obj[key], dict)]]))
+            target[draw(st.sampled_from(["extra", "minMHz", "enforced", "gracePeriodSeconds", "u"]))] = draw(_NASTY)
+            continue
+        obj, key = draw(st.sampled_from(slots))
+        if action == "replace":
+            obj[key] = draw(_NASTY)
+        elif action == "delete":
+            del obj[key]
+        else:
+            obj[_snake(key)] = obj.pop(key)
+    return json.dumps(doc).encode()
+
+
+def _pydantic_reads(data: bytes) -> str | None:
+    try:
+        return _canonical(wire.ReportReply.model_validate_json(data).model_dump())
+    except pydantic.ValidationError:
+        return None
+
+
+def _we_read(data: bytes) -> str | None:
+    try:
+        return _canonical(dataclasses.asdict(messages.decode_reply(data)))
+    except messages.WireError:
+        return None
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_replies())
+def test_a_reply_is_accepted_exactly_when_pydantic_accepts_it(data: bytes) -> None:
+    assert _we_read(data) == _pydantic_reads(data)
+
+
+@SETTINGS
+@given(doc=_model_document(wire.ReportReply))
+def test_every_reply_the_operator_can_send_is_accepted(doc: dict[str, Any]) -> None:
+    reply = wire.ReportReply.model_validate(doc)
+    data = reply.to_json()
+    assert _we_read(data) is not None and _we_read(data) == _pydantic_reads(data)
+
+
+@pytest.mark.parametrize("spelling", _NUMBER_SPELLINGS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{"gpus": {{"u": {{"powerLimitWatts": {}}}}}}}',  # a float
+        '{{"gpus": {{"u": {{"lockedSmClocks": {{"minMHz": {}, "maxMHz": 1}}}}}}}}',  # an integer
+        '{{"gpus": {{"u": {{"enforced": {}}}}}}}',  # a boolean
+        '{{"nextReportIntervalSeconds": {}}}',
+    ],
+    ids=["float", "int", "bool", "interval"],
+)
+def test_numbers_in_strings_are_read_as_pydantic_reads_them(spelling: str, template: str) -> None:
+    data = template.format(json.dumps(spelling)).encode()
+    assert _we_read(data) == _pydantic_reads(data)
+
+
+def _nested(depth: int, leaf: str = "1") -> bytes:
+    return ('{"x": ' + '{"a": ' * depth + leaf + "}" * depth + "}").encode()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b'"ReportReply"',
+        b"{}",
+        b" {} \n",
+        b"{}x",
+        b"{,}",
+        b'{"a": 1,}',
+        b"\xef\xbb\xbf{}",  # a UTF-8 byte order mark
+        b'{"x": "\xff"}',  # not UTF-8
+        '{"x": "é"}'.encode("utf-16"),
+        b'{"x": "\\ud800"}',  # a lone surrogate, in a field nobody reads
+        b'{"\\udc00": 1}',
+        b'{"x": "\\ud83d\\ude00"}',  # a proper pair
+        b'{"x": "a\x01"}',  # a raw control character
+        b'{"gpus": {"\\u0000": {}}}',
+        b'{"x": NaN, "y": Infinity, "z": -Infinity}',
+        b'{"x": nan}',
+        b'{"x": 01}',
+        b'{"x": .5}',
+        b'{"x": 1e400}',
+        *[
+            b'{"x": ' + sign + b"9" * n + tail + b"}"
+            for n in (4300, 4301)
+            for sign in (b"", b"-")
+            for tail in (b"", b".5", b"e-9000")
+        ],
+        b'{"x": 0.' + b"9" * 5000 + b"}",
+        b'{"nextReportIntervalSeconds": ' + b"9" * 5000 + b"}",
+        b'{"nextReportIntervalSeconds": 1e400}',
+        b'{"nextReportIntervalSeconds": -1e400}',
+        b'{"gpus": {"u": {"lockedSmClocks": {"minMHz": 1e20, "maxMHz": 1}}}}',
+        b'{"gpus": {"u": {}}, "gpus": {}}',  # duplicate keys: the last wins
+        b'{"gpus": {}, "gpus": {"u": {"enforced": "on"}}}',
+        b'{"gpus": {"u": {"power_limit_watts": 7, "powerLimitWatts": null}}}',  # the alias wins
+        b'{"gpus": {"u": {"power_limit_watts": "x", "powerLimitWatts": 5}}}',
+        b'{"gpus": {"u": {"power_limit_watts": 5, "powerLimitWatts": "x"}}}',
+        b'{"api_version": "telemetry.wattwise.dev/v1", "kind": "ReportReply"}',
+        _nested(199),
+        _nested(200),
+        _nested(201),
+        _nested(199, "[]"),
+        _nested(200, "[]"),
+        b'{"x": ' + b"[" * 200 + b"]" * 200 + b"}",
+        b'{"x": ' + b"[" * 201 + b"]" * 201 + b"}",
+        b"[" * 5000 + b"]" * 5000,
+    ],
+)
+def test_malformed_json_is_refused_as_pydantic_refuses_it(data: bytes) -> None:
+    assert _we_read(data) == _pydantic_reads(data)
+
+
+def test_a_refused_reply_names_the_field() -> None:
+    with pytest.raises(messages.WireError, match=r"^gpus\.GPU-1\.powerLimitWatts: must be <= 10000"):
+        messages.decode_reply(b'{"gpus": {"GPU-1": {"enforced": true, "powerLimitWatts": 12000}}}')
+    with pytest.raises(messages.WireError, match=r"^gpus\.GPU-1\.lockedSmClocks\.maxMHz: required"):
+        messages.decode_reply(b'{"gpus": {"GPU-1": {"lockedSmClocks": {"minMHz": 900}}}}')
+    with pytest.raises(messages.WireError, match=r"^apiVersion: must be one of"):
+        messages.decode_reply(b'{"apiVersion": "telemetry.wattwise.dev/v2"}')
+    with pytest.raises(messages.WireError, match="not valid JSON"):
+        messages.decode_reply(b"{")
