@@ -30,6 +30,7 @@ from wattwise.operator.controller import Controller
 from wattwise.operator.ingest import Ingest
 from wattwise.operator.metrics import OperatorMetrics
 from wattwise.operator.records import BudgetRecord, ClassRecord, ClusterState, NodeRecord, PodRecord, ReportRecord
+from wattwise.operator.runtime import tune_gc
 from wattwise.telemetry import wire
 
 GPUS_PER_NODE = 8
@@ -204,6 +205,7 @@ def serve(port: int, nodes: int) -> None:
     import uvicorn
 
     app = create_app(ingest_service(nodes))
+    tune_gc()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
 
 
@@ -291,6 +293,7 @@ def bench_ingest_http(nodes: int, count: int, connections: int = 4) -> None:
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
+    tune_gc()  # as `wattwise operator` runs
     bench_tick(125 if quick else 1_250)
     bench_ingest_in_process(1_250, 2_000 if quick else 20_000)
     bench_ingest_http(1_250, 2_000 if quick else 20_000)

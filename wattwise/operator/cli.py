@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("wattwise operator: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
-    from wattwise.operator.runtime import Operator, OperatorConfig
+    from wattwise.operator.runtime import Operator, OperatorConfig, tune_gc
 
     config = OperatorConfig(
         kubeconfig=args.kubeconfig,
@@ -124,5 +124,6 @@ def run(args: argparse.Namespace) -> int:
         unknown_gpu_w=args.unknown_gpu_watts,
         peering=None if args.standalone else args.peering,
     )
+    tune_gc()
     asyncio.run(Operator(config).run())
     return 0

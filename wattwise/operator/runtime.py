@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -72,6 +73,16 @@ class OperatorConfig:
             cadence=StatusCadence(interval_s=self.status_interval_s, window_s=self.above_cap_window_s),
             report_interval_s=self.tick_interval_s,
         )
+
+
+#: Cyclic-GC thresholds for the operator process. A tick allocates some 100,000 short-lived objects per 10,000
+#: GPUs; with the default (700, 10, 10) the collector runs hundreds of times per tick and its full collections
+#: walk every report held in memory. Measured on the 10,000-GPU benchmark: median tick 232 ms -> 156 ms.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class _Server(uvicorn.Server):
