@@ -32,6 +32,7 @@ SCENARIOS: dict[str, Scenario] = {
             "operator": {
                 "replicas": 3,
                 "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+                "tls": {"secretName": "power-operator-tls"},
                 "extraEnv": [{"name": "EXTRA", "value": "1"}],
                 "priorityClassName": "system-cluster-critical",
                 "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}],

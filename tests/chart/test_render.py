@@ -112,7 +112,7 @@ def test_measuring_only_agent_is_non_root_without_pod_resources(rendered: dict[s
 
 def test_components_find_each_other_in_any_release_and_namespace(rendered: dict[str, list[Manifest]]) -> None:
     docs = rendered["everything"]
-    operator_url = "http://power-wattwise-operator.gpu-power.svc:8080"
+    operator_url = "https://power-wattwise-operator.gpu-power.svc:8080"  # operator.tls.secretName is set
     _, agent = _agent(docs)
     assert _env(agent)["WATTWISE_OPERATOR_URL"] == operator_url
     (extender,) = manifests.containers(docs, "extender")

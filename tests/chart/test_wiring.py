@@ -140,7 +140,8 @@ def test_extender_flags_and_environment_are_what_the_extender_reads(
 
     container = _container(rendered[scenario], "extender")
     env = _literal_env(container)
-    fields = {f"WATTWISE_EXTENDER_{name.upper()}" for name in ExtenderSettings.model_fields}
+    # SSL_CERT_FILE: the CA bundle httpx (the live-state client) trusts, set with operator.tls.secretName.
+    fields = {f"WATTWISE_EXTENDER_{name.upper()}" for name in ExtenderSettings.model_fields} | {"SSL_CERT_FILE"}
     assert set(env) - fields == set()
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -211,3 +212,58 @@ def test_operator_rbac_is_the_operators_own_list(rendered: dict[str, list[Manife
         (["clusterkopfpeerings"], ["wattwise"])
     ]
     assert find(rendered["default"], "ClusterKopfPeering")["metadata"]["name"] == "wattwise"
+
+
+def _mounted_from_secret(docs: list[Manifest], component: str, path: str) -> tuple[str, str]:
+    """(Secret name, key) that the file `path` in the component's container comes from."""
+    (workload,) = [d for d in docs if d["kind"] in manifests.WORKLOADS and d["metadata"]["name"].endswith(component)]
+    pod = workload["spec"]["template"]["spec"]
+    for mount in pod["containers"][0]["volumeMounts"]:
+        if path.startswith(mount["mountPath"] + "/"):
+            (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+            key = path.removeprefix(mount["mountPath"] + "/")
+            items = {i["path"]: i["key"] for i in volume["secret"].get("items", [])}
+            return volume["secret"]["secretName"], items.get(key, key)
+    raise LookupError(f"{path} is not mounted in {component}")
+
+
+def test_operator_tls_reaches_every_client(
+    rendered: dict[str, list[Manifest]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = rendered["everything"]
+    secret = "power-operator-tls"
+    operator = _parse(_container(docs, "operator")["args"])
+    assert _mounted_from_secret(docs, "operator", operator.tls_cert) == (secret, "tls.crt")
+    assert _mounted_from_secret(docs, "operator", operator.tls_key) == (secret, "tls.key")
+    url = "https://power-wattwise-operator.gpu-power.svc:8080"
+    agent = _container(docs, "agent")
+    for name, value in _literal_env(agent).items():
+        monkeypatch.setenv(name, value)
+    agent_args = _parse(agent["args"])
+    assert agent_args.operator_url == url
+    assert _mounted_from_secret(docs, "agent", agent_args.ca_file) == (secret, "ca.crt")
+    extender = _container(docs, "extender")
+    assert f"--operator-url={url}" in extender["args"]
+    assert _mounted_from_secret(docs, "extender", _literal_env(extender)["SSL_CERT_FILE"]) == (secret, "ca.crt")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert _container(docs, "operator")[probe]["httpGet"]["scheme"] == "HTTPS"
+
+
+def test_the_extenders_http_client_trusts_ssl_cert_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The extender's live-state client is a default httpx client: SSL_CERT_FILE decides what it trusts."""
+    import ssl
+
+    import certifi
+    import httpx
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    seen: list[str | None] = []
+    real = ssl.create_default_context
+
+    def spy(*args: Any, cafile: str | None = None, **kwargs: Any) -> ssl.SSLContext:
+        seen.append(cafile)
+        return real(*args, cafile=cafile, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", spy)
+    httpx.AsyncClient()
+    assert certifi.where() in seen

@@ -64,7 +64,28 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "wattwise.operatorURL" -}}
-{{- printf "http://%s.%s.svc:%d" (include "wattwise.componentName" (dict "root" . "component" "operator")) .Release.Namespace (int .Values.operator.port) -}}
+{{- $scheme := ternary "https" "http" (not (empty .Values.operator.tls.secretName)) -}}
+{{- printf "%s://%s.%s.svc:%d" $scheme (include "wattwise.componentName" (dict "root" . "component" "operator")) .Release.Namespace (int .Values.operator.port) -}}
+{{- end -}}
+
+{{/* Where the agents and the extender find the operator's CA (only with operator.tls.secretName). */}}
+{{- define "wattwise.operatorCAFile" -}}
+/etc/wattwise/operator-ca/ca.crt
+{{- end -}}
+
+{{- define "wattwise.operatorCAVolume" -}}
+- name: operator-ca
+  secret:
+    secretName: {{ .Values.operator.tls.secretName }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end -}}
+
+{{- define "wattwise.operatorCAMount" -}}
+- name: operator-ca
+  mountPath: /etc/wattwise/operator-ca
+  readOnly: true
 {{- end -}}
 
 {{- define "wattwise.extenderURL" -}}

@@ -53,4 +53,8 @@ tests/chart/test_wiring.py checks the two grant the same verbs; test_on_apiserve
 - --stale-after={{ .Values.operator.staleAfterSeconds }}
 - --status-interval={{ .Values.operator.statusIntervalSeconds }}
 - --log-level={{ .Values.operator.logLevel | upper }}
+{{- if .Values.operator.tls.secretName }}
+- --tls-cert=/etc/wattwise/tls/tls.crt
+- --tls-key=/etc/wattwise/tls/tls.key
+{{- end }}
 {{- end -}}
