@@ -347,18 +347,22 @@ def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
     return None
 
 
-def test_the_operator_and_an_agent_run_under_their_chart_service_accounts(
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])
+def test_the_operator_agent_and_extender_run_under_their_chart_identities(
     control_plane: ControlPlane,
     kube_api: KubeApi,
     k8s_cleanup: cluster_objects.Cleanup,
     make_gpu_node: Any,
     rbac_release: Release,
     tmp_path: pathlib.Path,
+    tls: bool,
 ) -> None:
-    """The real `wattwise operator` as the chart's operator ServiceAccount, and a real `wattwise agent` (simulated
+    """The real `wattwise operator` as the chart's operator ServiceAccount, a real `wattwise agent` (simulated
     GPUs) presenting a token of the chart's agent ServiceAccount, audience and pod binding as the DaemonSet's
-    projected volume: the operator wins the peering, accepts the agent's reports, writes the budget's status,
-    and nothing either does is refused."""
+    projected volume, and a real `wattwise extender`: the operator wins the peering, accepts the agent's reports
+    and writes the budget's status, the extender reads the live state, and nothing any of them does is refused.
+    With `tls`, as `operator.tls.secretName` wires them: the operator serves HTTPS, the agent trusts the CA
+    through WATTWISE_OPERATOR_CA and the extender through SSL_CERT_FILE."""
     release = rbac_release
     token = control_plane.service_account_token(release.namespace, release.accounts["operator"])
     kubeconfig = control_plane.kubeconfig_for_token(token, f"{release.namespace}-operator")
@@ -402,9 +406,13 @@ def test_the_operator_and_an_agent_run_under_their_chart_service_accounts(
             bound_pod=agent_pod.metadata.name,
         )
     )
-    operator_port, agent_port = cluster_process.reserve_ports(2)
+    operator_port, agent_port, extender_port = cluster_process.reserve_ports(3)
     supervisor = cluster_process.Supervisor(tmp_path / "logs")
     wattwise = [sys.executable, "-m", "wattwise"]
+    scheme = "https" if tls else "http"
+    operator_url = f"{scheme}://127.0.0.1:{operator_port}"
+    tls_flags = [f"--tls-cert={control_plane.pki.serving_cert}", f"--tls-key={control_plane.pki.serving_key}"]
+    ca_env = {"WATTWISE_OPERATOR_CA": str(control_plane.ca_file)} if tls else {}
     operator_argv = [
         *wattwise,
         "operator",
@@ -413,6 +421,7 @@ def test_the_operator_and_an_agent_run_under_their_chart_service_accounts(
         f"--agent-service-account={release.namespace}/{release.accounts['agent']}",
         f"--peering={release.peering}",
         "--status-interval=1",
+        *(tls_flags if tls else []),
     ]
     agent_argv = [
         *wattwise,
@@ -421,16 +430,26 @@ def test_the_operator_and_an_agent_run_under_their_chart_service_accounts(
         "--sim-gpus=2",
         f"--node-name={node}",
         f"--pod-name={agent_pod.metadata.name}",
-        f"--operator-url=http://127.0.0.1:{operator_port}",
+        f"--operator-url={operator_url}",
         f"--token-file={agent_token}",
         f"--listen=127.0.0.1:{agent_port}",
         "--pod-resources-socket=none",
     ]
+    extender_argv = [
+        *wattwise,
+        "extender",
+        "--host=127.0.0.1",
+        f"--port={extender_port}",
+        f"--operator-url={operator_url}",
+    ]
+    extender_env = {**_child_env(), **({"SSL_CERT_FILE": str(control_plane.ca_file)} if tls else {})}
     try:
         operator = supervisor.start("operator", operator_argv, _child_env())
-        ready = f"http://127.0.0.1:{operator_port}/readyz"
-        cluster_process.wait_until(lambda: cluster_process.http_ready(ready), "operator /readyz", supervisor, 90)
-        agent = supervisor.start("agent", agent_argv, _child_env())
+        ready = f"{operator_url}/readyz"
+        ca = control_plane.ca_file if tls else None
+        cluster_process.wait_until(lambda: cluster_process.http_ready(ready, ca_file=ca), "/readyz", supervisor, 90)
+        agent = supervisor.start("agent", agent_argv, {**_child_env(), **ca_env})
+        extender = supervisor.start("extender", extender_argv, extender_env)
         agent_metrics = f"http://127.0.0.1:{agent_port}/metrics"
         connected = {"node": node, "mode": "connected"}
         cluster_process.wait_until(
@@ -439,8 +458,13 @@ def test_the_operator_and_an_agent_run_under_their_chart_service_accounts(
             supervisor,
             60,
         )
-        operator_metrics = f"http://127.0.0.1:{operator_port}/metrics"
-        assert (_metric(operator_metrics, "wattwise_operator_reports_total", {"outcome": "ok"}) or 0) >= 1
+        extender_metrics = f"http://127.0.0.1:{extender_port}/metrics"
+        cluster_process.wait_until(
+            lambda: (_metric(extender_metrics, "wattwise_extender_state_refreshes_total", {"result": "ok"}) or 0) >= 1,
+            "extender read the operator's live state",
+            supervisor,
+            60,
+        )
 
         def status_counts_the_agents_gpus() -> bool:
             obj = cast(
@@ -460,6 +484,7 @@ def test_the_operator_and_an_agent_run_under_their_chart_service_accounts(
         supervisor.stop()
     assert _forbidden_lines(operator.log) == []
     assert _forbidden_lines(agent.log) == []
+    assert _forbidden_lines(extender.log) == []
 
 
 def test_the_secondary_scheduler_runs_under_its_chart_service_account(
