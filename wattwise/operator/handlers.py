@@ -6,10 +6,14 @@ second operator in one process never share handlers.
 - PowerBudget / WorkloadClass: create, update (spec only), resume (on start and after a peering pause) validate
   the spec; a valid one enters the state, an invalid one leaves it with `Ready=False/InvalidSpec` and a Warning
   Event (a permanent error: retrying will not fix it). Odd but valid specs get a Warning Event (`checks`).
-  Delete removes it (no finalizer: there is nothing to clean up outside the process).
+  Delete removes it (the delete handler is optional: it adds no finalizer of its own).
 - PowerBudget daemon: alive exactly while this replica controls the budget. kopf stops daemons when peering
-  pauses the operator, so the control loop only decides budgets whose daemon runs.
+  pauses the operator, so the control loop only decides budgets whose daemon runs. (kopf puts a finalizer on each
+  budget to stop its daemon before deletion: delete budgets while an operator runs, or remove it by hand.)
 - Nodes and GPU pods: event handlers (no progress storage, no writes) feeding labels, GPU capacity and tiers.
+
+What each handler does is a plain function here (`budget_changed`, `class_changed`, `node_seen`, `pod_seen`),
+tested without kopf; `register` is the glue that hands them what kopf passes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, NoReturn, Protocol
 
 import kopf
 import pydantic
@@ -31,8 +36,6 @@ from wattwise.operator import checks
 from wattwise.operator import conditions as cond
 from wattwise.operator import pods as pod_rules
 from wattwise.operator.budget_status import EventSpec
-from wattwise.operator.controller import Controller
-from wattwise.operator.kube import Kube
 from wattwise.operator.records import BudgetRecord, ClassRecord, ClusterState, NodeRecord, PodRecord
 
 log = logging.getLogger(__name__)
@@ -41,11 +44,16 @@ BUDGETS = "powerbudgets"
 CLASSES = "workloadclasses"
 
 
+class EventSink(Protocol):
+    async def event(
+        self, kind: str, name: str, uid: str, event: EventSpec, *, namespace: str | None = None, api_version: str = ""
+    ) -> None: ...
+
+
 @dataclasses.dataclass
 class HandlerContext:
     state: ClusterState
-    kube: Kube
-    controller: Controller
+    kube: EventSink
     default_tier: LatencyTier = LatencyTier.STANDARD
     #: (pod uid, reason) already told, so a pod gets one Event per problem, not one per watch event
     warned_pods: set[tuple[str, str]] = dataclasses.field(default_factory=set)
@@ -71,51 +79,145 @@ def connection_info(configuration: Configuration) -> kopf.ConnectionInfo:
     )
 
 
-def _invalid_conditions(status: kopf.Status, generation: int | None, message: str) -> list[dict[str, Any]]:
-    return cond.merge(
-        status.get("conditions"),
-        [cond.Desired(cond.READY, "False", "InvalidSpec", message)],
-        generation,
-        dt.datetime.now(dt.UTC),
+def _conditions(status: Mapping[str, Any], generation: int | None, desired: cond.Desired) -> list[dict[str, Any]]:
+    return cond.merge(status.get("conditions"), [desired], generation, dt.datetime.now(dt.UTC))
+
+
+async def _invalid(
+    ctx: HandlerContext,
+    kind: str,
+    name: str,
+    uid: str,
+    generation: int | None,
+    status: Mapping[str, Any],
+    patch_status: MutableMapping[str, Any],
+    exc: pydantic.ValidationError,
+) -> NoReturn:
+    message = "invalid spec: " + "; ".join(describe(exc))
+    patch_status["conditions"] = _conditions(
+        status, generation, cond.Desired(cond.READY, "False", "InvalidSpec", message)
     )
+    patch_status["observedGeneration"] = generation
+    await ctx.kube.event(kind, name, uid, EventSpec("Warning", "InvalidSpec", message))
+    raise kopf.PermanentError(message)
+
+
+async def budget_changed(
+    ctx: HandlerContext,
+    name: str,
+    uid: str,
+    generation: int | None,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    patch_status: MutableMapping[str, Any],
+) -> None:
+    """Create, update or resume of a PowerBudget: into the state if valid, out with Ready=False if not."""
+    state = ctx.state
+    try:
+        parsed = PowerBudgetSpec.model_validate(dict(spec))
+    except pydantic.ValidationError as exc:
+        state.drop_budget(name)
+        await _invalid(ctx, "PowerBudget", name, uid, generation, status, patch_status, exc)
+    previous = state.budgets.get(name)
+    conditions = tuple(dict(c) for c in (status.get("conditions") or []))
+    state.put_budget(BudgetRecord(name, parsed, int(generation or 0), uid, conditions))
+    if previous is not None and previous.spec != parsed:
+        changes = _spec_changes(previous.spec.to_wire(), parsed.to_wire())
+        await ctx.kube.event("PowerBudget", name, uid, EventSpec("Normal", "SpecChanged", changes))
+    for finding in checks.budget_findings(parsed, state.nodes):
+        await ctx.kube.event("PowerBudget", name, uid, EventSpec("Warning", "SpecWarning", finding))
+
+
+async def class_changed(
+    ctx: HandlerContext,
+    name: str,
+    uid: str,
+    generation: int | None,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    patch_status: MutableMapping[str, Any],
+) -> None:
+    """Create, update or resume of a WorkloadClass: into the state with Ready=True if valid."""
+    state = ctx.state
+    try:
+        parsed = WorkloadClassSpec.model_validate(dict(spec))
+    except pydantic.ValidationError as exc:
+        state.drop_class(name)
+        await _invalid(ctx, "WorkloadClass", name, uid, generation, status, patch_status, exc)
+    state.put_class(ClassRecord(name, parsed, int(generation or 0), uid))
+    patch_status["observedGeneration"] = generation
+    patch_status["conditions"] = _conditions(
+        status, generation, cond.Desired(cond.READY, "True", "Accepted", f"tier {parsed.tier}, mode {parsed.mode}")
+    )
+    for finding in checks.class_findings(parsed):
+        await ctx.kube.event("WorkloadClass", name, uid, EventSpec("Warning", "SpecWarning", finding))
+
+
+def node_seen(
+    state: ClusterState, event_type: str | None, name: str, meta: Mapping[str, Any], body: Mapping[str, Any]
+) -> None:
+    if event_type == "DELETED":
+        state.drop_node(name)
+        return
+    allocatable = (body.get("status") or {}).get("allocatable") or {}
+    gpus = pod_rules.quantity(allocatable.get(pod_rules.GPU_RESOURCE, 0))
+    state.put_node(NodeRecord(name, dict(meta.get("labels") or {}), gpus, str(meta.get("uid") or "")))
+
+
+async def pod_seen(
+    ctx: HandlerContext,
+    event_type: str | None,
+    name: str,
+    namespace: str,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    body: Mapping[str, Any],
+) -> None:
+    """A GPU pod appeared, changed or went: its record, and one Event per problem with its annotations."""
+    state = ctx.state
+    key = f"{namespace}/{name}"
+    uid = str(meta.get("uid") or "")
+    phase = (body.get("status") or {}).get("phase")
+    if event_type == "DELETED" or phase in ("Succeeded", "Failed"):
+        state.drop_pod(key)
+        ctx.warned_pods -= {w for w in ctx.warned_pods if w[0] == uid}
+        return
+    intent, problem = pod_rules.read_intent(meta.get("annotations"), ctx.default_tier)
+    record = PodRecord(
+        namespace, name, spec.get("nodeName"), pod_rules.gpu_request(spec), intent.tier, intent.workload_class, uid
+    )
+    state.put_pod(record)
+    problem = problem or pod_rules.class_problem(record, state.classes, ctx.default_tier)
+    if problem is not None and (uid, problem.reason) not in ctx.warned_pods:
+        ctx.warned_pods.add((uid, problem.reason))
+        await ctx.kube.event(
+            "Pod",
+            name,
+            uid,
+            EventSpec("Warning", problem.reason, problem.message),
+            namespace=namespace,
+            api_version="v1",
+        )
 
 
 def register(registry: kopf.OperatorRegistry, ctx: HandlerContext, configuration: Configuration) -> None:
-    state, kube = ctx.state, ctx.kube
+    """The kopf glue: each handler passes what kopf gives it to the functions above."""
+    state = ctx.state
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(configuration)
 
-    # --- PowerBudget -----------------------------------------------------------------------------------------
-
     @kopf.on.resume(GROUP, VERSION, BUDGETS, registry=registry)
     @kopf.on.create(GROUP, VERSION, BUDGETS, registry=registry)
     @kopf.on.update(GROUP, VERSION, BUDGETS, field="spec", registry=registry)
-    async def budget_changed(
+    async def on_budget(
         name: str, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
     ) -> None:
-        generation = meta.get("generation")
-        try:
-            parsed = PowerBudgetSpec.model_validate(dict(spec))
-        except pydantic.ValidationError as exc:
-            message = "invalid spec: " + "; ".join(describe(exc))
-            state.drop_budget(name)
-            patch.status["conditions"] = _invalid_conditions(status, generation, message)
-            patch.status["observedGeneration"] = generation
-            await kube.event("PowerBudget", name, uid, EventSpec("Warning", "InvalidSpec", message))
-            raise kopf.PermanentError(message) from None
-        previous = state.budgets.get(name)
-        conditions = tuple(dict(c) for c in (status.get("conditions") or []))
-        state.put_budget(BudgetRecord(name, parsed, int(generation or 0), uid, conditions))
-        if previous is not None and previous.spec != parsed:
-            changes = _spec_changes(previous.spec.to_wire(), parsed.to_wire())
-            await kube.event("PowerBudget", name, uid, EventSpec("Normal", "SpecChanged", changes))
-        for finding in checks.budget_findings(parsed, state.nodes):
-            await kube.event("PowerBudget", name, uid, EventSpec("Warning", "SpecWarning", finding))
+        await budget_changed(ctx, name, uid, meta.get("generation"), spec, status, patch.status)
 
     @kopf.on.delete(GROUP, VERSION, BUDGETS, optional=True, registry=registry)
-    def budget_deleted(name: str, **_: Any) -> None:
+    def on_budget_deleted(name: str, **_: Any) -> None:
         state.drop_budget(name)
 
     @kopf.daemon(GROUP, VERSION, BUDGETS, cancellation_timeout=2.0, registry=registry)
@@ -126,55 +228,27 @@ def register(registry: kopf.OperatorRegistry, ctx: HandlerContext, configuration
         finally:
             state.deactivate(name)
 
-    # --- WorkloadClass ---------------------------------------------------------------------------------------
-
     @kopf.on.resume(GROUP, VERSION, CLASSES, registry=registry)
     @kopf.on.create(GROUP, VERSION, CLASSES, registry=registry)
     @kopf.on.update(GROUP, VERSION, CLASSES, field="spec", registry=registry)
-    async def class_changed(
+    async def on_class(
         name: str, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
     ) -> None:
-        generation = meta.get("generation")
-        try:
-            parsed = WorkloadClassSpec.model_validate(dict(spec))
-        except pydantic.ValidationError as exc:
-            message = "invalid spec: " + "; ".join(describe(exc))
-            state.drop_class(name)
-            patch.status["conditions"] = _invalid_conditions(status, generation, message)
-            patch.status["observedGeneration"] = generation
-            await kube.event("WorkloadClass", name, uid, EventSpec("Warning", "InvalidSpec", message))
-            raise kopf.PermanentError(message) from None
-        state.put_class(ClassRecord(name, parsed, int(generation or 0), uid))
-        patch.status["observedGeneration"] = generation
-        patch.status["conditions"] = cond.merge(
-            status.get("conditions"),
-            [cond.Desired(cond.READY, "True", "Accepted", f"tier {parsed.tier}, mode {parsed.mode}")],
-            generation,
-            dt.datetime.now(dt.UTC),
-        )
-        for finding in checks.class_findings(parsed):
-            await kube.event("WorkloadClass", name, uid, EventSpec("Warning", "SpecWarning", finding))
+        await class_changed(ctx, name, uid, meta.get("generation"), spec, status, patch.status)
 
     @kopf.on.delete(GROUP, VERSION, CLASSES, optional=True, registry=registry)
-    def class_deleted(name: str, **_: Any) -> None:
+    def on_class_deleted(name: str, **_: Any) -> None:
         state.drop_class(name)
 
-    # --- nodes and GPU pods ----------------------------------------------------------------------------------
-
     @kopf.on.event("", "v1", "nodes", registry=registry)
-    def node_event(event: kopf.RawEvent, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> None:
-        if event.get("type") == "DELETED":
-            state.drop_node(name)
-            return
-        allocatable = (body.get("status") or {}).get("allocatable") or {}
-        gpus = pod_rules.quantity(allocatable.get(pod_rules.GPU_RESOURCE, 0))
-        state.put_node(NodeRecord(name, dict(meta.get("labels") or {}), gpus, str(meta.get("uid") or "")))
+    def on_node(event: kopf.RawEvent, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any) -> None:
+        node_seen(state, event.get("type"), name, meta, body)
 
     def requests_gpus(spec: kopf.Spec, **_: Any) -> bool:
         return pod_rules.gpu_request(spec) > 0
 
     @kopf.on.event("", "v1", "pods", when=requests_gpus, registry=registry)
-    async def pod_event(
+    async def on_pod(
         event: kopf.RawEvent,
         name: str,
         namespace: str | None,
@@ -183,30 +257,7 @@ def register(registry: kopf.OperatorRegistry, ctx: HandlerContext, configuration
         body: kopf.Body,
         **_: Any,
     ) -> None:
-        namespace = namespace or "default"
-        key = f"{namespace}/{name}"
-        uid = str(meta.get("uid") or "")
-        phase = (body.get("status") or {}).get("phase")
-        if event.get("type") == "DELETED" or phase in ("Succeeded", "Failed"):
-            state.drop_pod(key)
-            ctx.warned_pods -= {w for w in ctx.warned_pods if w[0] == uid}
-            return
-        intent, problem = pod_rules.read_intent(meta.annotations, ctx.default_tier)
-        record = PodRecord(
-            namespace, name, spec.get("nodeName"), pod_rules.gpu_request(spec), intent.tier, intent.workload_class, uid
-        )
-        state.put_pod(record)
-        problem = problem or pod_rules.class_problem(record, state.classes, ctx.default_tier)
-        if problem is not None and (uid, problem.reason) not in ctx.warned_pods:
-            ctx.warned_pods.add((uid, problem.reason))
-            await kube.event(
-                "Pod",
-                name,
-                uid,
-                EventSpec("Warning", problem.reason, problem.message),
-                namespace=namespace,
-                api_version="v1",
-            )
+        await pod_seen(ctx, event.get("type"), name, namespace or "default", meta, spec, body)
 
 
 def _spec_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> str:

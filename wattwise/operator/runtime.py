@@ -124,7 +124,7 @@ class Operator:
         self.kopf_registry = kopf.OperatorRegistry()
         handlers.register(
             self.kopf_registry,
-            handlers.HandlerContext(self.state, self.kube, self.controller, config.default_tier),
+            handlers.HandlerContext(self.state, self.kube, config.default_tier),
             self.api.configuration,
         )
         self.server: _Server | None = None
