@@ -47,7 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_env("WATTWISE_TOKEN_AUDIENCE", wire.TOKEN_AUDIENCE),
         help="audience the agents' projected tokens are minted for",
     )
-    p.add_argument("--tick-interval", type=float, default=float(_env("WATTWISE_TICK_INTERVAL", "1.0")))
+    p.add_argument(
+        "--tick-interval",
+        type=float,
+        default=float(_env("WATTWISE_TICK_INTERVAL", "1.0")),
+        help="seconds between control ticks, and the report interval agents are told (default 1)",
+    )
     p.add_argument(
         "--stale-after",
         type=float,
