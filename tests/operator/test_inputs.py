@@ -123,3 +123,18 @@ def test_inactive_budgets_are_left_out_and_membership_follows_labels() -> None:
     inputs = builder.build(state, now=101.0)
     assert inputs.topology.members == {"r1": ("n1", "n2"), "r2": ()}
     assert inputs.topology.node_budgets["n2"] == ("r1",)
+
+
+def test_a_class_created_after_its_pods_applies_at_the_next_tick() -> None:
+    state = b.cluster(
+        {"n1": {"rack": "r1"}},
+        {"rack": b.budget_spec(10_000)},
+        reports={"n1": b.report("n1", [b.gpu("G0", pods=[("default", "job")])])},
+        pods=[b.pod("job", "n1", klass="late")],
+    )
+    builder = InputBuilder(SETTINGS)
+    assert builder.build(state, now=101.0).gpus["G0"].tier is LatencyTier.STANDARD
+    version = state.topology_version
+    state.put_class(ClassRecord("late", b.class_spec("tolerant")))
+    assert state.topology_version == version  # membership is untouched: the cached topology stays
+    assert builder.build(state, now=101.0).gpus["G0"].tier is LatencyTier.TOLERANT

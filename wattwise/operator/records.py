@@ -4,8 +4,9 @@ One `ClusterState` per operator process, written by the kopf handlers (objects) 
 read by the control loop. Everything runs on one asyncio loop, so there are no locks; the records are frozen and
 replaced whole, which keeps a tick's view consistent even if a handler runs between two awaits.
 
-`topology_version` moves whenever something that decides budget membership or a GPU's class changes (node labels,
-budgets, classes, pods), so the control loop can cache what it derives from them.
+`topology_version` moves whenever something that decides budget membership changes (node labels or GPU capacity,
+budgets, which budgets are active), so the control loop can cache the membership between those changes. Pods and
+classes do not move it: they are read afresh at every tick.
 """
 
 from __future__ import annotations
@@ -121,20 +122,15 @@ class ClusterState:
 
     def put_class(self, klass: ClassRecord) -> None:
         self.classes[klass.name] = klass
-        self._bump()
 
     def drop_class(self, name: str) -> None:
-        if self.classes.pop(name, None) is not None:
-            self._bump()
+        self.classes.pop(name, None)
 
     def put_pod(self, pod: PodRecord) -> None:
-        if self.pods.get(pod.key) != pod:
-            self.pods[pod.key] = pod
-            self._bump()
+        self.pods[pod.key] = pod
 
     def drop_pod(self, key: str) -> None:
-        if self.pods.pop(key, None) is not None:
-            self._bump()
+        self.pods.pop(key, None)
 
     def activate(self, budget: str) -> None:
         self.active_budgets.add(budget)
