@@ -72,8 +72,9 @@ class Writer:
             if self.metrics is not None:
                 self.metrics.status_writes.labels("ok" if ok else "failed").inc()
             if not ok:
-                if kind == "PowerBudget" and name in self.controller.trackers:
-                    self.controller.trackers[name].write_failed()
+                tracker = self.controller.trackers.get(name)  # the tick thread may drop it meanwhile
+                if kind == "PowerBudget" and tracker is not None:
+                    tracker.write_failed()
                 elif kind == "WorkloadClass":
                     self.controller.forget_class_status(name)
 
