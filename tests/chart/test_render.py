@@ -160,6 +160,9 @@ def test_image_pinned_by_digest_wins_over_tag(rendered: dict[str, list[Manifest]
     [
         ("v1.37.2", "", "registry.k8s.io/kube-scheduler:v1.37.2"),
         ("v1.31.4", "", "registry.k8s.io/kube-scheduler:v1.31.4"),
+        # managed clusters report a suffix the upstream image has no tag for
+        ("v1.31.4-eks-1234567", "", "registry.k8s.io/kube-scheduler:v1.31.4"),
+        ("v1.30.8-gke.1051000", "", "registry.k8s.io/kube-scheduler:v1.30.8"),
         ("v1.31.4", "v1.31.1", "registry.k8s.io/kube-scheduler:v1.31.1"),
     ],
 )
