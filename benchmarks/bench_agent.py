@@ -1,8 +1,9 @@
 """The node agent's footprint: CPU share of one core and peak RSS while sampling 8 simulated GPUs at 1 Hz.
 
-Runs the real `wattwise agent --backend sim` as a subprocess with everything a node has: an operator that
-answers every report (and moves one GPU's limit every 10 s, so actuation is exercised), a kubelet
-PodResources gRPC server on a unix socket, a projected-token file, and a Prometheus scrape every 15 s.
+Runs the real `wattwise agent --backend sim` as a subprocess (`python -m wattwise agent`, the chart's command;
+`--entry module` runs `python -m wattwise.node_agent`) with everything a node has: an operator that answers
+every report (and moves one GPU's limit every 10 s, so actuation is exercised), a kubelet PodResources gRPC
+server on a unix socket, a projected-token file, and a Prometheus scrape every 15 s.
 CPU is utime+stime from /proc/<pid>/stat over the measured window (after the agent is ready); peak RSS is
 VmHWM from /proc/<pid>/status. Targets: under 1% of one core, under 60 MiB.
 
@@ -118,8 +119,11 @@ def _get(url: str) -> bytes | None:
 
 
 def _import_rss_mib(code: str) -> float:
-    """Peak RSS of a fresh interpreter that runs `code` (imports only), in MiB."""
-    probe = f"{code}\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    """Peak RSS (VmHWM) of a fresh interpreter that runs `code` (imports only), in MiB.
+
+    Not getrusage's ru_maxrss: Linux carries that across fork and exec, so a child would report this
+    benchmark's own peak (grpc, pydantic) whenever that is higher than its own."""
+    probe = f"{code}\nimport re; print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
 
@@ -127,7 +131,15 @@ def _import_rss_mib(code: str) -> float:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench_agent")
     parser.add_argument("--seconds", type=float, default=60.0)
-    seconds = parser.parse_args(argv).seconds
+    parser.add_argument(
+        "--entry",
+        choices=["cli", "module"],
+        default="cli",
+        help="cli: `wattwise agent` (the chart's command); module: `python -m wattwise.node_agent`",
+    )
+    args = parser.parse_args(argv)
+    seconds = args.seconds
+    command = ["-m", "wattwise", "agent"] if args.entry == "cli" else ["-m", "wattwise.node_agent"]
 
     operator = _Operator()
     tmp = tempfile.TemporaryDirectory(prefix="wattwise-bench-agent-")
@@ -140,7 +152,7 @@ def main(argv: list[str]) -> None:
     token.write_text("bench-token\n")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattwise.node_agent", "--backend", "sim", "--sim-gpus", str(GPUS),
+        [sys.executable, *command, "--backend", "sim", "--sim-gpus", str(GPUS),
          "--interval", "1", "--listen", f"127.0.0.1:{port}", "--operator-url", operator.url,
          "--token-file", str(token), "--pod-resources-socket", sock, "--node-name", "bench-node",
          "--log-level", "WARNING"],
@@ -182,20 +194,23 @@ def main(argv: list[str]) -> None:
         tmp.cleanup()
 
     share = (cpu1 - cpu0) / (t1 - t0)
-    agent_only = _import_rss_mib("import wattwise.node_agent.cli")
-    with_sim = _import_rss_mib("import wattwise.node_agent.cli, wattwise.node_agent.simnvml")
+    bare = _import_rss_mib("pass")
+    agent_only = _import_rss_mib("import wattwise.cli as c; c.build_parser('agent'); import pynvml")
+    with_sim = _import_rss_mib("import wattwise.cli as c; c.build_parser('agent'); import wattwise.node_agent.simnvml")
     every_role = _import_rss_mib("import wattwise.cli as c; c.build_parser()")
-    print(f"agent, {GPUS} simulated GPUs at 1 Hz for {t1 - t0:.0f} s: {reports} reports, {scrapes} scrapes "
+    shown = " ".join(["python", *command])
+    print(f"`{shown}`, {GPUS} simulated GPUs at 1 Hz for {t1 - t0:.0f} s: "
+          f"{reports} reports, {scrapes} scrapes "
           f"({metrics_bytes / 1024:.0f} KiB each)")  # fmt: skip
     print(f"  CPU: {share * 100:.2f}% of one core (target < {CPU_TARGET * 100:.0f}%)"
           f" {'OK' if share < CPU_TARGET else 'OVER TARGET'}")  # fmt: skip
     print(f"  peak RSS (VmHWM): {hwm_mib:.1f} MiB, now {rss_mib:.1f} MiB (target < {RSS_TARGET_MIB:.0f} MiB)"
           f" {'OK' if hwm_mib < RSS_TARGET_MIB else 'OVER TARGET'}")  # fmt: skip
     print(f"  resident now: {anon_mib:.1f} MiB anonymous (heap) + {file_mib:.1f} MiB file-backed (shared libraries)")
-    print(f"  of which the simulated GPUs' physics (numpy, not loaded by --backend nvml): "
-          f"{with_sim - agent_only:.1f} MiB; agent modules alone {agent_only:.1f} MiB at import")  # fmt: skip
-    print(f"  (`wattwise agent` imports every role's parser: {every_role:.1f} MiB at import; the DaemonSet runs "
-          f"`python -m wattwise.node_agent`, measured above)")  # fmt: skip
+    print(f"  at import (peak RSS of a fresh interpreter): the interpreter {bare:.1f} MiB, the agent with --backend "
+          f"nvml {agent_only:.1f} MiB, with --backend sim {with_sim:.1f} MiB (the simulated GPUs' physics, numpy, "
+          f"{with_sim - agent_only:.1f} MiB, is not loaded on a GPU node)")  # fmt: skip
+    print(f"  (`wattwise --help` imports every role: {every_role:.1f} MiB; `wattwise agent` imports the agent's only)")
 
 
 if __name__ == "__main__":
