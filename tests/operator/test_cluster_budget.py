@@ -124,3 +124,48 @@ def test_status_reports_a_lost_node(
             "--no-headers",
         ).stdout.split()
         assert "NodeLost" in events and "Controlling" in events
+
+
+def event_reasons(control_plane: ControlPlane, name: str) -> list[str]:
+    out = control_plane.kubectl(
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        f"involvedObject.name={name}",
+        "-o",
+        "custom-columns=REASON:.reason",
+        "--no-headers",
+    ).stdout
+    return out.split()
+
+
+def test_infeasible_cap_is_over_budget_with_events_both_ways(
+    operator: OperatorThread, kube_api: KubeApi, domain_factory: Callable[..., Domain], control_plane: ControlPlane
+) -> None:
+    """8 GPUs whose floors need 1.6 kW of GPU power under a 1 kW cap: the floors cannot fit."""
+    domain = domain_factory(pods=tiered_pods)
+    name = f"op-infeasible-{secrets.token_hex(3)}"
+    for agent in domain.agents.values():
+        agent.set_load(1.0)
+    with applied(kube_api, *classes(), budget_manifest(name, domain.rack, 1_000, mode="Enforce")):
+
+        def over(reason: str) -> bool:
+            cond = condition(budget(kube_api, name), "OverBudget")
+            return bool(cond and cond["status"] == "True" and cond["reason"] == reason)
+
+        wait_until(lambda: over("FloorsInfeasible"), "OverBudget=True/FloorsInfeasible", timeout=20)
+        wait_until(lambda: {"FloorsInfeasible", "OverBudget"} <= set(event_reasons(control_plane, name)), "events")
+        # Held at their floors, the GPUs still draw more than the cap allows (emergency policy HoldFloors).
+        assert all(a.limits()[i] == 210.0 for a in domain.agents.values() for i in (2, 3))
+
+        control_plane.kubectl("patch", "powerbudget", name, "--type=merge", "-p", '{"spec":{"capWatts":20000}}')
+
+        def within() -> bool:
+            cond = condition(budget(kube_api, name), "OverBudget")
+            return bool(cond and cond["status"] == "False")
+
+        wait_until(within, "OverBudget=False after the cap is raised", timeout=20)
+        reasons = event_reasons(control_plane, name)
+        assert {"SpecChanged", "FloorsFeasible", "WithinBudget"} <= set(reasons), reasons
