@@ -547,3 +547,79 @@ def test_the_secondary_scheduler_runs_under_its_chart_service_account(
     finally:
         supervisor.stop()
     assert _forbidden_lines(process.log) == []
+
+
+# --- Pod Security admission ----------------------------------------------------------------------------
+
+
+PSS_NAMESPACES = {"restricted": "wattwise-pss-restricted", "baseline": "wattwise-pss-baseline"}
+
+
+@pytest.fixture(scope="module")
+def pss_namespaces(control_plane: ControlPlane) -> Iterator[dict[str, str]]:
+    """Namespaces whose Pod Security admission enforces `restricted` and `baseline` (latest version), and the
+    `nvidia` RuntimeClass a GPU cluster has (the NVIDIA GPU operator creates it), which admission looks up."""
+    core = client.CoreV1Api(control_plane.api_client)
+    cleanup = cluster_objects.Cleanup(control_plane.api_client)
+    runtime_class = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "nvidia"}}
+    try:
+        client.NodeV1Api(control_plane.api_client).create_runtime_class(
+            client.V1RuntimeClass(metadata=client.V1ObjectMeta(name="nvidia"), handler="nvidia")
+        )
+        cleanup.add(runtime_class)
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+    for level, name in PSS_NAMESPACES.items():
+        labels = {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest"}
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+        cleanup.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        yield PSS_NAMESPACES
+    finally:
+        cleanup.run()
+
+
+def _admitted(core: client.CoreV1Api, workload: Manifest, namespace: str) -> str | None:
+    """None when a pod of `workload` would be admitted in `namespace` (dry run); else the API server's reason."""
+    template = workload["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"pss-{workload['metadata']['name']}", "labels": template["metadata"]["labels"]},
+        "spec": template["spec"],
+    }
+    try:
+        core.create_namespaced_pod(namespace, pod, dry_run="All")  # type: ignore[arg-type]
+    except client.ApiException as error:
+        if error.status == 403 and "PodSecurity" in str(error.body):
+            return str(error.body)
+        raise
+    return None
+
+
+def _workloads(docs: list[Manifest]) -> list[Manifest]:
+    return [d for d in docs if d["kind"] in manifests.WORKLOADS]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_pods_meet_the_restricted_pod_security_standard(
+    kube_api: KubeApi, rendered: dict[str, list[Manifest]], pss_namespaces: dict[str, str], scenario: str
+) -> None:
+    """Every pod but the agent's passes `restricted`; the agent does too when it neither mounts the PodResources
+    socket nor sets power limits (the scenario `nvml-measure-only`)."""
+    refused = {}
+    for workload in _workloads(rendered[scenario]):
+        reason = _admitted(kube_api.core, workload, pss_namespaces["restricted"])
+        if reason is not None:
+            refused[workload["metadata"]["labels"]["app.kubernetes.io/component"]] = reason
+    expected = set() if scenario in ("nvml-measure-only", "operator-only") else {"agent"}
+    assert set(refused) == expected, refused
+
+
+def test_a_power_setting_agent_needs_the_privileged_level(
+    kube_api: KubeApi, rendered: dict[str, list[Manifest]], pss_namespaces: dict[str, str]
+) -> None:
+    agent = find(rendered["default"], "DaemonSet")
+    reason = _admitted(kube_api.core, agent, pss_namespaces["baseline"])
+    assert reason is not None and "hostPath" in reason and "SYS_ADMIN" in reason, reason
