@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import math
 import re
@@ -375,7 +376,9 @@ def _need(obj: dict[str, object], key: str, path: str, parse: Parse[T]) -> T:
     raise WireError(f"{path}.{key}" if path else key, "required")
 
 
+@functools.cache
 def _snake(key: str) -> str:
+    """The field's Python name, which pydantic also accepts (populate_by_name)."""
     return {"minMHz": "min_mhz", "maxMHz": "max_mhz"}.get(key) or re.sub(r"([A-Z])", r"_\1", key).lower()
 
 
