@@ -331,7 +331,9 @@ def _child_env() -> dict[str, str]:
 
 
 def _forbidden_lines(log: pathlib.Path) -> list[str]:
-    return [line for line in log.read_text(errors="replace").splitlines() if re.search(r"\b403\b|[Ff]orbidden", line)]
+    """Refused API requests in a log: the client (`403 Forbidden`), kopf (`APIForbiddenError`) and kube-scheduler
+    (`... is forbidden: User ...`) all say "forbidden"; a bare 403 would match timestamps' milliseconds."""
+    return [line for line in log.read_text(errors="replace").splitlines() if re.search(r"[Ff]orbidden", line)]
 
 
 def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
