@@ -149,3 +149,14 @@ def test_idle_standard_gpu_does_not_pin_tolerant_work_to_floors() -> None:
     d = decide([budget(1700, list(gpus), ramp_w_per_s=100.0)], gpus)
     assert d.limits["c"] == 700.0
     assert d.limits["t"] == 300.0  # raised on the ramp, not held at its floor
+
+
+def test_critical_gpu_rises_at_once_while_tolerant_ramps() -> None:
+    """A critical pod landing on a GPU that tolerant work left low gets its power in the same tick."""
+    gpus = {
+        "c": gpu("c", LatencyTier.CRITICAL, 300.0, limit=300.0),
+        "t": gpu("t", LatencyTier.TOLERANT, 100.0, limit=300.0),
+    }
+    d = decide([budget(5000, list(gpus), ramp_w_per_s=20.0)], gpus)
+    assert d.limits["c"] == 700.0
+    assert d.limits["t"] == 320.0

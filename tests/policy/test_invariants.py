@@ -101,13 +101,15 @@ def test_upward_moves_never_exceed_the_ramp(
         d = decide(budgets, gpus, d)
         for u, watts in d.limits.items():
             g = gpus[u]
-            if not g.fresh:
+            if not g.fresh or g.tier is LatencyTier.CRITICAL:  # critical work is raised at once
                 continue
             ramp = min(b.ramp_w_per_s for b in budgets if u in b.gpu_uuids and b.mode is BudgetMode.ENFORCE)
             start = g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w
             assert watts <= max(start, g.limits.min_w) + ramp + EPS
         for u, watts in d.recommended.items():
             g = gpus[u]
+            if g.tier is LatencyTier.CRITICAL:
+                continue
             ramp = min(b.ramp_w_per_s for b in budgets if u in b.gpu_uuids)
             start = previous_recommended.get(
                 u, g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w

@@ -9,8 +9,9 @@ Per budget (ARCHITECTURE.md, "The control loop"):
 3. Allocation (`allocate`) of the GPU allowance, which is sized so that planned facility draw stays at the target
    whenever the floors fit; a GPU in several budgets gets the minimum, and a second pass lets each budget re-share
    what other budgets' tighter limits left unused.
-4. Lower at once, raise by at most the ramp; while a critical GPU is limited, the other GPUs of that budget are
-   held at their floors.
+4. Lower at once, raise by at most the ramp (critical GPUs rise at once: the allocation that raises them has
+   already lowered the others); while a critical GPU is limited, the other GPUs of that budget are held at their
+   floors.
 Monitor and Recommend budgets are computed the same way but only Enforce budgets contribute to `limits`.
 """
 
@@ -173,7 +174,9 @@ def decide(
     ramp: dict[str, float] = {}
     for b in budgets:
         for g in members[b.name]:
-            ramp[g.uuid] = min(ramp.get(g.uuid, math.inf), b.ramp_w_per_s)
+            # Critical work never waits on a ramp: the same tick that raises it lowers everyone else.
+            slowest = math.inf if g.tier is LatencyTier.CRITICAL else b.ramp_w_per_s
+            ramp[g.uuid] = min(ramp.get(g.uuid, math.inf), slowest)
 
     enforce = [b for b in budgets if b.mode is BudgetMode.ENFORCE]
     enforce_targets, enforce_feasible, enforce_floors = _targets(enforce, members, demand, spare)
