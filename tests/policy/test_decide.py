@@ -160,3 +160,21 @@ def test_critical_gpu_rises_at_once_while_tolerant_ramps() -> None:
     d = decide([budget(5000, list(gpus), ramp_w_per_s=20.0)], gpus)
     assert d.limits["c"] == 700.0
     assert d.limits["t"] == 320.0
+
+
+def test_critical_pool_holds_the_peak_of_the_sum() -> None:
+    """After a burst, a budget keeps the critical pool's summed peak reserved, decaying per critical GPU."""
+    busy = {
+        "c1": gpu("c1", LatencyTier.CRITICAL, 680.0),
+        "c2": gpu("c2", LatencyTier.CRITICAL, 680.0),
+        "t": gpu("t", LatencyTier.TOLERANT, 690.0, limit=200.0),
+    }
+    b = budget(2000 / 0.95, list(busy), ramp_w_per_s=1000.0)
+    d = decide([b], busy)
+    peak = d.critical_hold_w["site"]
+    assert peak == pytest.approx(2 * 700.0)
+    quiet = {u: dataclasses.replace(g, power_w=80.0 if u != "t" else 200.0) for u, g in busy.items()}
+    d = decide([b], quiet, d)
+    assert d.critical_hold_w["site"] == pytest.approx(peak - 25.0 * 2)
+    # The tolerant GPU gets what the held pool leaves, not what the critical GPUs draw this second.
+    assert d.limits["t"] == pytest.approx(2000.0 - (peak - 50.0))

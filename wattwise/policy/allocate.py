@@ -87,6 +87,7 @@ def allocate(
     emergency: EmergencyPolicy,
     ceilings: Mapping[str, float] | None = None,
     spare_headroom: bool = True,
+    critical_reserve_w: float = 0.0,
 ) -> Allocation:
     """Split `allowance_w` GPU watts among `gpus`; `ceilings` lowers individual ceilings (other budgets' limits).
 
@@ -118,6 +119,8 @@ def allocate(
         tier_slots = sorted((s for s in slots if s.gpu.tier is tier), key=lambda s: -s.gpu.priority)
         for _, group in itertools.groupby(tier_slots, key=lambda s: s.gpu.priority):
             room = _fill(list(group), room, upto="demand")
+        if tier is LatencyTier.CRITICAL:
+            room -= min(max(room, 0.0), critical_reserve_w)
     for tier in TIERS_BY_RANK[1:] if spare_headroom else ():
         room = _fill([s for s in slots if s.gpu.tier is tier], room, upto="ceiling")
 

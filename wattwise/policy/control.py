@@ -39,6 +39,7 @@ def _targets(
     members: Mapping[str, list[GpuState]],
     demand: Mapping[str, float],
     spare: Mapping[str, bool],
+    reserve: Mapping[str, float],
 ) -> tuple[dict[str, float], dict[str, bool], dict[str, float]]:
     """Per-GPU target limit (min over budgets, two passes), feasibility and floor sum per budget."""
     combined: dict[str, float] = {}
@@ -55,6 +56,7 @@ def _targets(
                 emergency=b.emergency_policy,
                 ceilings=ceilings,
                 spare_headroom=spare[b.name],
+                critical_reserve_w=reserve[b.name],
             )
             if _pass == 0:  # judged on the GPUs' own floors, before other budgets' limits lower them
                 feasible[b.name] = alloc.feasible
@@ -171,6 +173,19 @@ def decide(
         if g.fresh
     }
 
+    holds: dict[str, float] = {}
+    reserve: dict[str, float] = {}
+    prev_hold = previous.critical_hold_w if previous else {}
+    for b in budgets:
+        critical = [g.uuid for g in members[b.name] if g.fresh and g.tier is LatencyTier.CRITICAL]
+        now = sum(demand[u] for u in critical)
+        if tuning.critical_pool_decay_w_per_s is None or not critical:
+            holds[b.name], reserve[b.name] = now, 0.0
+            continue
+        held = prev_hold.get(b.name, now) - tuning.critical_pool_decay_w_per_s * len(critical) * dt_s
+        holds[b.name] = max(now, held)
+        reserve[b.name] = holds[b.name] - now
+
     ramp: dict[str, float] = {}
     for b in budgets:
         for g in members[b.name]:
@@ -179,11 +194,11 @@ def decide(
             ramp[g.uuid] = min(ramp.get(g.uuid, math.inf), slowest)
 
     enforce = [b for b in budgets if b.mode is BudgetMode.ENFORCE]
-    enforce_targets, enforce_feasible, enforce_floors = _targets(enforce, members, demand, spare)
+    enforce_targets, enforce_feasible, enforce_floors = _targets(enforce, members, demand, spare, reserve)
     if len(enforce) == len(budgets):  # the common case: nothing only recommended, so compute once
         all_targets, all_feasible, all_floors = enforce_targets, enforce_feasible, enforce_floors
     else:
-        all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare)
+        all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare, reserve)
 
     limits = _ramped(enforce_targets, _start_points(in_any, {}, prefer_enforced=True), ramp, dt_s)
     _protect(limits, enforce, members)
@@ -209,4 +224,6 @@ def decide(
             (enforce_floors if enforced else all_floors)[b.name],
             (enforce_feasible if enforced else all_feasible)[b.name],
         )
-    return Decision(limits=limits, recommended=recommended, budgets=reports, demand_w=demand)
+    return Decision(
+        limits=limits, recommended=recommended, budgets=reports, demand_w=demand, critical_hold_w=holds
+    )

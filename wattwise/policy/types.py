@@ -147,3 +147,5 @@ class Decision:
     recommended: Mapping[str, float]
     budgets: Mapping[str, BudgetReport]
     demand_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: Per budget: the held peak of its critical GPUs' summed demand (see `Tuning.critical_pool_decay_w_per_s`).
+    critical_hold_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
