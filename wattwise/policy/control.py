@@ -97,32 +97,21 @@ def _protect(limits: dict[str, float], budgets: Iterable[BudgetState], members: 
                 limits[g.uuid] = min(limits[g.uuid], g.floor)
 
 
-def _start_points(
-    gpus: Mapping[str, GpuState], previous: Mapping[str, float], prefer_enforced: bool
-) -> dict[str, float]:
-    """Where a GPU's limit stands now: what it enforces (actuation) or what was last recommended."""
-    out = {}
-    for uuid, g in gpus.items():
-        enforced = g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w
-        out[uuid] = enforced if prefer_enforced else previous.get(uuid, enforced)
-    return out
-
-
 def _report(
     b: BudgetState,
     members: list[GpuState],
+    gpu_w: float,
     limits: Mapping[str, float],
     allowance_w: float,
     floors_w: float,
     feasible: bool,
 ) -> BudgetReport:
-    gpu_w = sum(g.counted_w for g in members)
     facility_w = b.facility_w(gpu_w)
     tier_power = dict.fromkeys(LatencyTier, 0.0)
     limited = critical_limited = 0
     for g in members:
         tier_power[g.tier] += g.counted_w
-        limit = limits.get(g.uuid, g.enforced_limit_w if g.enforced_limit_w is not None else g.limits.default_w)
+        limit = limits.get(g.uuid, g.current_limit_w)
         if limit < g.limits.default_w - _EPS:
             limited += 1
         if g.tier is LatencyTier.CRITICAL and limit < g.ceiling - _EPS:
@@ -160,10 +149,11 @@ def decide(
     members = {b.name: _members(b, gpus) for b in budgets}
     in_any = {g.uuid: g for ms in members.values() for g in ms}
 
+    gpu_draw = {b.name: sum(g.counted_w for g in members[b.name]) for b in budgets}
     spare: dict[str, bool] = {}
     no_hold: set[str] = set()  # GPUs whose demand is taken from the current reading alone
     for b in budgets:
-        facility_w = b.facility_w(sum(g.counted_w for g in members[b.name]))
+        facility_w = b.facility_w(gpu_draw[b.name])
         spare[b.name] = facility_w < b.raise_below_fraction * b.cap_w
         if facility_w > b.lower_above_fraction * b.cap_w:
             no_hold.update(g.uuid for g in members[b.name] if g.tier is not LatencyTier.CRITICAL)
@@ -200,10 +190,12 @@ def decide(
     else:
         all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare, reserve)
 
-    limits = _ramped(enforce_targets, _start_points(in_any, {}, prefer_enforced=True), ramp, dt_s)
+    # Actuated limits ramp from what each GPU enforces; recommendations from the last recommendation.
+    limits = _ramped(enforce_targets, {u: g.current_limit_w for u, g in in_any.items()}, ramp, dt_s)
     _protect(limits, enforce, members)
     previous_recommended = previous.recommended if previous else {}
-    recommended = _ramped(all_targets, _start_points(in_any, previous_recommended, prefer_enforced=False), ramp, dt_s)
+    recommended_from = {u: previous_recommended.get(u, g.current_limit_w) for u, g in in_any.items()}
+    recommended = _ramped(all_targets, recommended_from, ramp, dt_s)
     _protect(recommended, budgets, members)
 
     # A stale GPU cannot be steered: keep whatever was last decided for it so it gets that when it returns.
@@ -219,6 +211,7 @@ def decide(
         reports[b.name] = _report(
             b,
             members[b.name],
+            gpu_draw[b.name],
             limits if enforced else recommended,
             b.gpu_allowance_w(),
             (enforce_floors if enforced else all_floors)[b.name],

@@ -57,6 +57,11 @@ class GpuState:
         return self.power_w is not None
 
     @property
+    def current_limit_w(self) -> float:
+        """Where its limit stands now: what it enforces, its default when that is unknown."""
+        return self.enforced_limit_w if self.enforced_limit_w is not None else self.limits.default_w
+
+    @property
     def counted_w(self) -> float:
         """What this GPU counts for in the facility draw: its reading, else its limit (max when unknown)."""
         if self.power_w is not None:
