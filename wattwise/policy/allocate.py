@@ -31,6 +31,8 @@ class Allocation:
     limits: dict[str, float]
     floors_w: float
     feasible: bool
+    #: Watts set aside for critical bursts beyond the critical GPUs' demand (at most the reserve asked for).
+    critical_reserve_w: float = 0.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -115,16 +117,18 @@ def allocate(
             _squeeze_floors(slots, -room)
         return Allocation({s.gpu.uuid: _limit(s, below_floors=below) for s in slots}, floors_w, False)
 
+    set_aside = 0.0
     for tier in TIERS_BY_RANK:
         tier_slots = sorted((s for s in slots if s.gpu.tier is tier), key=lambda s: -s.gpu.priority)
         for _, group in itertools.groupby(tier_slots, key=lambda s: s.gpu.priority):
             room = _fill(list(group), room, upto="demand")
         if tier is LatencyTier.CRITICAL:
-            room -= min(max(room, 0.0), critical_reserve_w)
+            set_aside = min(max(room, 0.0), critical_reserve_w)
+            room -= set_aside
     for tier in TIERS_BY_RANK[1:] if spare_headroom else ():
         room = _fill([s for s in slots if s.gpu.tier is tier], room, upto="ceiling")
 
-    return Allocation({s.gpu.uuid: _limit(s, below_floors=False) for s in slots}, floors_w, True)
+    return Allocation({s.gpu.uuid: _limit(s, below_floors=False) for s in slots}, floors_w, True, set_aside)
 
 
 def _limit(s: _Slot, *, below_floors: bool) -> float:

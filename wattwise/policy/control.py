@@ -12,11 +12,14 @@ Per budget (ARCHITECTURE.md, "The control loop"):
 4. Lower at once, raise by at most the ramp (critical GPUs rise at once: the allocation that raises them has
    already lowered the others); while a critical GPU is limited, the other GPUs of that budget are held at their
    floors.
+5. Node envelopes (`wattwise.policy.envelope`): each node's share of the plan, which its agent re-shares every
+   100 ms between its protected and flexible GPUs until the next tick.
 Monitor and Recommend budgets are computed the same way but only Enforce budgets contribute to `limits`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -24,6 +27,7 @@ from wattwise.crd.common import LatencyTier
 from wattwise.crd.powerbudget import BudgetMode
 from wattwise.policy.allocate import allocate
 from wattwise.policy.demand import estimate_demand
+from wattwise.policy.envelope import FlexibleGpu, NodeEnvelope
 from wattwise.policy.tuning import DEFAULT_TUNING, Tuning
 from wattwise.policy.types import BudgetReport, BudgetState, Decision, GpuState
 
@@ -34,17 +38,28 @@ def _members(budget: BudgetState, gpus: Mapping[str, GpuState]) -> list[GpuState
     return [gpus[u] for u in budget.gpu_uuids if u in gpus]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Targets:
+    """Per-GPU target limits (min over budgets, before the ramp) and, per budget, what its allocation said."""
+
+    limits: dict[str, float]
+    feasible: dict[str, bool]
+    floors_w: dict[str, float]
+    critical_reserve_w: dict[str, float]
+
+
 def _targets(
     budgets: Sequence[BudgetState],
     members: Mapping[str, list[GpuState]],
     demand: Mapping[str, float],
     spare: Mapping[str, bool],
     reserve: Mapping[str, float],
-) -> tuple[dict[str, float], dict[str, bool], dict[str, float]]:
+) -> _Targets:
     """Per-GPU target limit (min over budgets, two passes), feasibility and floor sum per budget."""
     combined: dict[str, float] = {}
     feasible: dict[str, bool] = {}
     floors: dict[str, float] = {}
+    set_aside: dict[str, float] = {}
     for _pass in range(2):
         ceilings = dict(combined)
         combined = {}
@@ -61,9 +76,10 @@ def _targets(
             if _pass == 0:  # judged on the GPUs' own floors, before other budgets' limits lower them
                 feasible[b.name] = alloc.feasible
                 floors[b.name] = alloc.floors_w
+            set_aside[b.name] = alloc.critical_reserve_w
             for uuid, watts in alloc.limits.items():
                 combined[uuid] = min(combined.get(uuid, math.inf), watts)
-    return combined, feasible, floors
+    return _Targets(combined, feasible, floors, set_aside)
 
 
 def _ramped(
@@ -80,21 +96,78 @@ def _ramped(
     return out
 
 
-def _protect(limits: dict[str, float], budgets: Iterable[BudgetState], members: Mapping[str, list[GpuState]]) -> None:
+def _protect(
+    limits: dict[str, float], budgets: Iterable[BudgetState], members: Mapping[str, list[GpuState]]
+) -> set[str]:
     """Hold standard and tolerant GPUs at their floors while a critical GPU in the same budget is limited.
 
     The allocation already serves critical work first; this keeps the promise while a squeezed critical GPU's
     limit ramps back up (raising the others meanwhile would take the watts it is about to need). Between
     standard and tolerant work the allocation order alone decides: holding every tolerant GPU while a standard
     GPU ramps would stall them for nothing, since the standard GPU's ramp does not go faster for it.
+    Returns the budgets where it held them.
     """
+    held: set[str] = set()
     for b in budgets:
         live = [g for g in members[b.name] if g.uuid in limits and g.fresh]
         if not any(g.tier is LatencyTier.CRITICAL and limits[g.uuid] < g.ceiling - _EPS for g in live):
             continue
+        held.add(b.name)
         for g in live:
             if g.tier is not LatencyTier.CRITICAL:
                 limits[g.uuid] = min(limits[g.uuid], g.floor)
+    return held
+
+
+def _envelopes(
+    budgets: Sequence[BudgetState],
+    members: Mapping[str, list[GpuState]],
+    targets: _Targets,
+    demand: Mapping[str, float],
+    excluded: set[str],
+) -> dict[str, NodeEnvelope]:
+    """One envelope per node whose Enforce budgets are all steerable this tick (not in `excluded`).
+
+    A GPU counts at min(target, demand): what the allocation planned it to draw, before the ramp (the agent's
+    100 ms loop bounds the node's draw, which is what the ramp guards against at 1 Hz). A critical GPU also
+    brings its even share of the watts its budget set aside for critical bursts (the least over its budgets):
+    those watts sit in the envelope of the node whose critical GPUs they are held for, lent to its tolerant GPUs
+    until a burst takes them back, instead of idling. A node with a stale GPU gets none: its agent is not
+    answering, or that GPU cannot be steered.
+    """
+    nodes: dict[str, dict[str, GpuState]] = {}
+    blocked: set[str] = set()
+    burst_share: dict[str, float] = {}
+    for b in budgets:
+        critical = [g.uuid for g in members[b.name] if g.fresh and g.tier is LatencyTier.CRITICAL]
+        each = targets.critical_reserve_w.get(b.name, 0.0) / len(critical) if critical else 0.0
+        for uuid in critical:
+            burst_share[uuid] = min(burst_share.get(uuid, math.inf), each)
+        for g in members[b.name]:
+            nodes.setdefault(g.node, {})[g.uuid] = g
+            if b.name in excluded or not g.fresh or g.uuid not in targets.limits:
+                blocked.add(g.node)
+    out = {}
+    for node in sorted(nodes.keys() - blocked):
+        gpus = sorted(nodes[node].values(), key=lambda g: g.uuid)
+        limits = targets.limits
+        planned = {g.uuid: min(limits[g.uuid], demand[g.uuid]) + burst_share.get(g.uuid, 0.0) for g in gpus}
+        out[node] = NodeEnvelope(
+            node=node,
+            watts=sum(planned.values()),
+            protected=tuple(g.uuid for g in gpus if g.tier is not LatencyTier.TOLERANT),
+            flexible=tuple(
+                FlexibleGpu(
+                    uuid=g.uuid,
+                    floor_w=min(g.floor, limits[g.uuid]),
+                    ceiling_w=max(min(g.floor, limits[g.uuid]), min(g.ceiling, demand[g.uuid])),
+                    priority=g.priority,
+                )
+                for g in gpus
+                if g.tier is LatencyTier.TOLERANT
+            ),
+        )
+    return out
 
 
 def _report(
@@ -184,18 +257,24 @@ def decide(
             ramp[g.uuid] = min(ramp.get(g.uuid, math.inf), slowest)
 
     enforce = [b for b in budgets if b.mode is BudgetMode.ENFORCE]
-    enforce_targets, enforce_feasible, enforce_floors = _targets(enforce, members, demand, spare, reserve)
-    if len(enforce) == len(budgets):  # the common case: nothing only recommended, so compute once
-        all_targets, all_feasible, all_floors = enforce_targets, enforce_feasible, enforce_floors
-    else:
-        all_targets, all_feasible, all_floors = _targets(budgets, members, demand, spare, reserve)
+    enforce_targets = _targets(enforce, members, demand, spare, reserve)
+    # The common case, nothing only recommended, is computed once.
+    all_targets = (
+        enforce_targets if len(enforce) == len(budgets) else _targets(budgets, members, demand, spare, reserve)
+    )
 
-    # Actuated limits ramp from what each GPU enforces; recommendations from the last recommendation.
-    limits = _ramped(enforce_targets, {u: g.current_limit_w for u, g in in_any.items()}, ramp, dt_s)
-    _protect(limits, enforce, members)
+    # Actuated limits ramp from what each GPU enforces, except where an envelope moved it under the previous
+    # decision's limit (that limit is where the GPU falls back to); recommendations from the last recommendation.
+    enveloped = previous.envelopes if previous else {}
+    start = {
+        u: previous.limits.get(u, g.current_limit_w) if previous and g.node in enveloped else g.current_limit_w
+        for u, g in in_any.items()
+    }
+    limits = _ramped(enforce_targets.limits, start, ramp, dt_s)
+    protecting = _protect(limits, enforce, members)
     previous_recommended = previous.recommended if previous else {}
     recommended_from = {u: previous_recommended.get(u, g.current_limit_w) for u, g in in_any.items()}
-    recommended = _ramped(all_targets, recommended_from, ramp, dt_s)
+    recommended = _ramped(all_targets.limits, recommended_from, ramp, dt_s)
     _protect(recommended, budgets, members)
 
     # A stale GPU cannot be steered: keep whatever was last decided for it so it gets that when it returns.
@@ -204,6 +283,9 @@ def decide(
         for g in members[b.name]:
             if not g.fresh and g.uuid in previous_limits:
                 limits[g.uuid] = previous_limits[g.uuid]
+
+    infeasible = {name for name, ok in enforce_targets.feasible.items() if not ok}
+    envelopes = _envelopes(enforce, members, enforce_targets, demand, protecting | infeasible)
 
     reports = {}
     for b in budgets:
@@ -214,9 +296,14 @@ def decide(
             gpu_draw[b.name],
             limits if enforced else recommended,
             b.gpu_allowance_w(),
-            (enforce_floors if enforced else all_floors)[b.name],
-            (enforce_feasible if enforced else all_feasible)[b.name],
+            (enforce_targets if enforced else all_targets).floors_w[b.name],
+            (enforce_targets if enforced else all_targets).feasible[b.name],
         )
     return Decision(
-        limits=limits, recommended=recommended, budgets=reports, demand_w=demand, critical_hold_w=holds
+        limits=limits,
+        recommended=recommended,
+        budgets=reports,
+        demand_w=demand,
+        critical_hold_w=holds,
+        envelopes=envelopes,
     )

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from wattwise.policy.envelope import near_cap
 from wattwise.policy.tuning import Tuning
 from wattwise.policy.types import GpuState
 
 
 def is_capped(gpu: GpuState, tuning: Tuning) -> bool:
-    """Drawing within a small margin of its enforced limit: the limit, not the load, sets its power."""
+    """Drawing within a small margin of its enforced limit: the limit, not the load, sets its power.
+
+    Under a node envelope the agent's verdict (`GpuState.capped`) decides: the limit moved under the reading.
+    """
+    if gpu.capped is not None:
+        return gpu.capped
     if gpu.power_w is None:
         return False
     limit = gpu.enforced_limit_w if gpu.enforced_limit_w is not None else gpu.limits.max_w
     if limit >= gpu.ceiling:  # at its ceiling nothing more can be given; the reading is its demand
         return False
-    near = max(tuning.capped_within_w, tuning.capped_within_fraction * limit)
-    return gpu.power_w >= limit - near
+    return near_cap(gpu.power_w, limit, within_w=tuning.capped_within_w, within_fraction=tuning.capped_within_fraction)
 
 
 def estimate_demand(gpu: GpuState, previous_w: float | None, dt_s: float, tuning: Tuning) -> float:

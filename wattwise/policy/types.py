@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from wattwise.crd.common import LatencyTier
 from wattwise.crd.powerbudget import BudgetMode, EmergencyPolicy, PowerBudgetSpec
+from wattwise.policy.envelope import NodeEnvelope
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class GpuState:
     priority: int = 0
     #: The class's expected draw per GPU; a critical GPU's reservation never falls below it.
     expected_w: float | None = None
+    #: The agent's verdict while a node envelope sets this GPU's limit (`envelope.CapTracker`): its limit moved
+    #: every 100 ms, so whether it held the GPU back cannot be read off the mean draw. None: judge from the reading.
+    capped: bool | None = None
     #: Effective floor: the class floor clamped into the GPU's constraints (derived).
     floor: float = dataclasses.field(init=False, repr=False, compare=False)
     #: Effective ceiling: never below the floor, never above the GPU's maximum (derived).
@@ -154,3 +158,7 @@ class Decision:
     demand_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: Per budget: the held peak of its critical GPUs' summed demand (see `Tuning.critical_pool_decay_w_per_s`).
     critical_hold_w: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: Per node under Enforce budgets only: what its agent re-shares every 100 ms until the next decision
+    #: (`wattwise.policy.envelope`). A node without one (stale GPUs, infeasible floors, a limited critical GPU)
+    #: applies `limits` as they are.
+    envelopes: Mapping[str, NodeEnvelope] = dataclasses.field(default_factory=dict)

@@ -1,7 +1,9 @@
 """The real allocation policy in the simulator's loop: readings -> `wattwise.policy.decide` -> limits.
 
 This is the same call the operator makes each second: one `BudgetState` for the site, one `GpuState` per GPU
-built from what a node agent would report, the previous `Decision` passed back in. Only the plumbing lives
+built from what a node agent would report, the previous `Decision` passed back in. Between decisions it runs what
+each node agent runs every 100 ms: the node envelope (`wattwise.policy.envelope.share`) over the protected GPUs'
+power of the moment, and the `CapTracker` whose verdicts go back into the next decision. Only the plumbing lives
 here; every decision is the policy's.
 """
 
@@ -9,19 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from wattwise.policy import BudgetState, Decision, GpuLimits, GpuState, decide
+from wattwise.policy.envelope import CapTracker, NodeEnvelope, share
 from wattwise.sim.calibration import FloatArray
 from wattwise.sim.fleet import FleetConfig, GpuInfo, PowerDomain, Readings, node_name
+
+IndexArray = np.ndarray[Any, np.dtype[np.intp]]
 
 
 class PolicyController:
     """Calls `decide` once per control period (one Enforce budget per power domain) with the previous Decision;
-    returns the limits to apply."""
+    returns the limits to apply. With `envelopes`, also re-shares each node's envelope after every physics step,
+    as the node agents do; without, limits change only once per control period (a 1 Hz-only loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, envelopes: bool = True) -> None:
+        self.use_envelopes = envelopes
         self.decisions = 0
         self.last: Decision | None = None
         self._gpus: list[GpuInfo] = []
@@ -29,6 +37,10 @@ class PolicyController:
         self._domains: list[PowerDomain] = []
         self._limits: GpuLimits | None = None
         self._period_s = 1.0
+        self._index: dict[str, int] = {}
+        self._assigned = np.zeros(0)
+        self._node_loops: list[tuple[NodeEnvelope, IndexArray, IndexArray]] = []  # envelope, protected, flexible
+        self._caps = CapTracker()
 
     def setup(self, config: FleetConfig, gpus: Sequence[GpuInfo]) -> None:
         spec = config.spec
@@ -54,11 +66,16 @@ class PolicyController:
                 )
             )
         self._period_s = config.control_period_s
+        self._index = {g.uuid: i for i, g in enumerate(gpus)}
+        self._assigned = np.full(len(gpus), spec.default_limit_w)
+        self._node_loops = []
+        self._caps = CapTracker()
         self.last = None
         self.decisions = 0
 
     def tick(self, readings: Readings) -> FloatArray | None:
         assert self._budgets and self._limits is not None, "setup() first"
+        capped = self._caps.take()
         states = {
             g.uuid: GpuState(
                 uuid=g.uuid,
@@ -71,6 +88,7 @@ class PolicyController:
                 ceiling_w=g.ceiling_w,
                 priority=g.priority,
                 expected_w=g.expected_w,
+                capped=capped.get(g.uuid),
             )
             for i, g in enumerate(self._gpus)
         }
@@ -88,4 +106,28 @@ class PolicyController:
             watts = decision.limits.get(g.uuid)
             if watts is not None:
                 limits[i] = watts
-        return np.asarray(limits, dtype=np.float64)
+        self._assigned = np.asarray(limits, dtype=np.float64)
+        self._node_loops = []
+        if self.use_envelopes:
+            for envelope in decision.envelopes.values():
+                protected = np.array([self._index[u] for u in envelope.protected], dtype=np.intp)
+                flexible = np.array([self._index[f.uuid] for f in envelope.flexible], dtype=np.intp)
+                if len(flexible):
+                    self._node_loops.append((envelope, protected, flexible))
+        return self._assigned.copy()
+
+    def fast_tick(self, power_w: FloatArray) -> FloatArray | None:
+        """What every node agent does each 100 ms: cap its flexible GPUs to what its protected GPUs leave."""
+        if not self._node_loops:
+            return None
+        limits = self._assigned.copy()
+        assert self._limits is not None
+        low, high = self._limits.min_w, self._limits.max_w
+        for envelope, protected, flexible in self._node_loops:
+            caps = share(envelope, float(power_w[protected].sum()))
+            for f, i in zip(envelope.flexible, flexible, strict=True):
+                limits[i] = min(high, max(low, caps[f.uuid]))
+            self._caps.observe(
+                (f.uuid, float(power_w[i]), float(limits[i])) for f, i in zip(envelope.flexible, flexible, strict=True)
+            )
+        return limits

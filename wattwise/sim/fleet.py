@@ -3,7 +3,9 @@
 Each physics step (`physics_dt_s`, 100 ms by default) the replicas run for the step at their GPUs' speed, the
 GPUs' load follows what the replicas did, and the GPU physics advances. Each control period (1 s) the
 controller, if any, reads the GPUs as the node agent would (power averaged over the last second, like
-nvmlDeviceGetPowerUsage on current GPUs) and its limits are applied through `GpuBank.set_power_limit(s)`.
+nvmlDeviceGetPowerUsage on current GPUs) and its limits are applied through `GpuBank.set_power_limit(s)`. A
+controller with a node-local fast loop (`FastController`) also sees every step's power, as an agent polling
+instantaneous power would, and may set limits then.
 
 The facility draw is metered per second (the mean of the steps in it), as a PDU or utility meter reports it.
 Baseline and unmanaged runs use exactly this code with no controller.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -149,6 +151,13 @@ class Controller(Protocol):
     def tick(self, readings: Readings) -> FloatArray | None: ...
 
 
+@runtime_checkable
+class FastController(Controller, Protocol):
+    """A controller with a node-local loop too: called after every physics step with the GPUs' power then."""
+
+    def fast_tick(self, power_w: FloatArray) -> FloatArray | None: ...
+
+
 @dataclass
 class RunResult:
     """Time series (one entry per simulated second) and per-request records of one run."""
@@ -240,6 +249,7 @@ def run_fleet(name: str, config: FleetConfig, controller: Controller | None = No
     bank = GpuBank(config.spec, n, ambient_c=config.ambient_c)
     if controller is not None:
         controller.setup(config, gpus)
+    fast = controller if isinstance(controller, FastController) else None
 
     # Pools: a slice of replicas (and of GPUs) each.
     servers: list[tuple[TierPool, slice, RequestReplicas | BacklogReplicas]] = []
@@ -312,6 +322,11 @@ def run_fleet(name: str, config: FleetConfig, controller: Controller | None = No
                     bank.set_power_limits(limits)
             power_acc[:] = 0.0
             acc_steps = 0
+        if fast is not None:
+            guarded = fast.fast_tick(bank.power_w)
+            if guarded is not None:
+                bank.set_power_limits(guarded)
+        if (k + 1) % per_tick == 0 or fast is not None:  # whenever limits may have moved
             lim = bank.power_limit_w
             crit_now = np.flatnonzero(is_critical & (lim < ceilings - 0.5))
             crit_limited.update(int(i) for i in crit_now)
