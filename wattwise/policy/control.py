@@ -138,6 +138,7 @@ def _envelopes(
     nodes: dict[str, dict[str, GpuState]] = {}
     blocked: set[str] = set()
     burst_share: dict[str, float] = {}
+    budgets_of: dict[str, set[str]] = {}
     for b in budgets:
         critical = [g.uuid for g in members[b.name] if g.fresh and g.tier is LatencyTier.CRITICAL]
         each = targets.critical_reserve_w.get(b.name, 0.0) / len(critical) if critical else 0.0
@@ -145,8 +146,14 @@ def _envelopes(
             burst_share[uuid] = min(burst_share.get(uuid, math.inf), each)
         for g in members[b.name]:
             nodes.setdefault(g.node, {})[g.uuid] = g
+            budgets_of.setdefault(g.uuid, set()).add(b.name)
             if b.name in excluded or not g.fresh or g.uuid not in targets.limits:
                 blocked.add(g.node)
+    # Watts re-shared inside a node must stay inside every budget they were planned for: only a node whose GPUs
+    # all sit in the same budgets (as budgets select whole nodes) gets an envelope.
+    for node, gpus_on_node in nodes.items():
+        if len({frozenset(budgets_of[u]) for u in gpus_on_node}) > 1:
+            blocked.add(node)
     out = {}
     for node in sorted(nodes.keys() - blocked):
         gpus = sorted(nodes[node].values(), key=lambda g: g.uuid)
