@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from tests.node_agent.conftest import UUIDS
 from tests.node_agent.fakes import FakeGpu
 from wattwise.node_agent.agent import NodeAgent
+from wattwise.policy import envelope as policy_envelope
 from wattwise.telemetry import messages, wire
 from wattwise.telemetry.vocabulary import AgentMode
 
@@ -48,6 +49,8 @@ PAIRS: dict[type, type[pydantic.BaseModel]] = {
         messages.NodeReport,
         messages.GpuDirective,
         messages.FailSafePolicy,
+        messages.FlexibleGpu,
+        messages.NodeEnvelope,
         messages.ReportReply,
     )
 }
@@ -101,7 +104,7 @@ def _plain(tp: Any) -> st.SearchStrategy[Any]:
         return st.one_of(*[st.none() if a is type(None) else _plain(a) for a in args])
     if origin is typing.Literal:
         return st.sampled_from(args)
-    if origin is list:
+    if origin in (list, tuple):  # tuple[X, ...]: a JSON array as well
         return st.lists(_plain(args[0]), max_size=2)
     if origin in (dict, Mapping):
         return st.dictionaries(st.text(max_size=4), _plain(args[1]), max_size=2)
@@ -134,6 +137,8 @@ def _build(tp: Any, value: Any) -> Any:
         return _build(next(a for a in args if a is not type(None)), value)
     if origin is list:
         return [_build(args[0], item) for item in value]
+    if origin is tuple:
+        return tuple(_build(args[0], item) for item in value)
     if origin in (dict, Mapping):
         return {key: _build(args[1], item) for key, item in value.items()}
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
@@ -241,6 +246,8 @@ def _from_model(tp: Any, constraints: list[Any] = []) -> st.SearchStrategy[Any]:
         return st.sampled_from(args)
     if origin is dict:
         return st.dictionaries(st.text(max_size=6), _from_model(args[1]), max_size=3)
+    if origin is list:
+        return st.lists(_from_model(args[0]), max_size=3)
     if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
         return _model_document(tp)
     if tp is float:
@@ -255,17 +262,23 @@ def _from_model(tp: Any, constraints: list[Any] = []) -> st.SearchStrategy[Any]:
         return st.integers(min_value=bounds.get("min_value"), max_value=bounds.get("max_value"))
     if tp is bool:
         return st.booleans()
+    if tp is str:
+        return st.text(max_size=6)
     raise AssertionError(f"no strategy for {tp!r}: extend _from_model")
 
 
 @st.composite
 def _model_document(draw: st.DrawFn, model: type[pydantic.BaseModel]) -> dict[str, Any]:
     doc: dict[str, Any] = {}
+    keys: dict[str, str] = {}
     for name, field in model.model_fields.items():
         if not field.is_required() and draw(st.booleans()):
             continue
-        key = draw(st.sampled_from([field.alias or name, name]))
+        key = keys[name] = draw(st.sampled_from([field.alias or name, name]))
         doc[key] = draw(_from_model(field.annotation, list(field.metadata)))
+    if model is wire.FlexibleGpu:  # the one cross-field rule: a floor never above its ceiling
+        floor, ceiling = keys["floor_watts"], keys["ceiling_watts"]
+        doc[floor], doc[ceiling] = sorted((doc[floor], doc[ceiling]))
     return doc
 
 
@@ -296,15 +309,24 @@ _NASTY = st.one_of(
     st.text(alphabet="0123456789._eE+- \tinfaty\u2003\x1c", max_size=8),
     st.sampled_from(_NUMBER_SPELLINGS),
     st.lists(st.integers(), max_size=2),
+    st.lists(st.sampled_from(["GPU-1", "", "5", 5, None]), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.fixed_dictionaries(
+        {"uuid": st.sampled_from(["GPU-1", 1])},
+        optional={k: st.sampled_from([0, 150, 300.5, "200", -1, 10_001]) for k in ("floorWatts", "ceilingWatts")},
+    ),
 )
 
 
-def _slots(value: Any, found: list[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], str]]:
-    """Every (object, key) in a document, depth first."""
+def _slots(value: Any, found: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Every (object, key) and (array, index) in a document, depth first."""
     if isinstance(value, dict):
         for key, item in value.items():
             found.append((value, key))
+            _slots(item, found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.append((value, index))
             _slots(item, found)
     return found
 
@@ -322,10 +344,11 @@ def _replies(draw: st.DrawFn) -> bytes:
         action = draw(st.sampled_from(["replace", "replace", "replace", "delete", "rename", "add"]))
         if action == "add" or not slots:
             target = draw(st.sampled_from([doc, *[obj[key] for obj, key in slots if isinstance(obj[key], dict)]]))
-            target[draw(st.sampled_from(["extra", "minMHz", "enforced", "gracePeriodSeconds", "u"]))] = draw(_NASTY)
+            keys = ["extra", "minMHz", "enforced", "gracePeriodSeconds", "u", "envelope", "floorWatts", "watts"]
+            target[draw(st.sampled_from(keys))] = draw(_NASTY)
             continue
         obj, key = draw(st.sampled_from(slots))
-        if action == "replace":
+        if action == "replace" or (action == "rename" and isinstance(obj, list)):
             obj[key] = draw(_NASTY)
         elif action == "delete":
             del obj[key]
@@ -370,8 +393,12 @@ def test_every_reply_the_operator_can_send_is_accepted(doc: dict[str, Any]) -> N
         '{{"gpus": {{"u": {{"lockedSmClocks": {{"minMHz": {}, "maxMHz": 1}}}}}}}}',  # an integer
         '{{"gpus": {{"u": {{"enforced": {}}}}}}}',  # a boolean
         '{{"nextReportIntervalSeconds": {}}}',
+        '{{"envelope": {{"watts": {}}}}}',
+        '{{"envelope": {{"watts": 1, "flexible": [{{"uuid": "u", "floorWatts": 1, "ceilingWatts": 5, '
+        '"priority": {}}}]}}}}',
+        '{{"envelope": {{"watts": 1, "flexible": [{{"uuid": "u", "floorWatts": 5, "ceilingWatts": {}}}]}}}}',
     ],
-    ids=["float", "int", "bool", "interval"],
+    ids=["float", "int", "bool", "interval", "node-watts", "priority", "ceiling"],
 )
 def test_numbers_in_strings_are_read_as_pydantic_reads_them(spelling: str, template: str) -> None:
     data = template.format(json.dumps(spelling)).encode()
@@ -447,3 +474,112 @@ def test_a_refused_reply_names_the_field() -> None:
         messages.decode_reply(b'{"apiVersion": "telemetry.wattwise.dev/v2"}')
     with pytest.raises(messages.WireError, match="not valid JSON"):
         messages.decode_reply(b"{")
+
+
+_FLEX = '{{"uuid": "GPU-2", "floorWatts": {floor}, "ceilingWatts": {ceiling}{more}}}'
+
+
+def _envelope(
+    *, watts: str = "1200", protected: str = '["GPU-1"]', flexible: str = "", valid: str = "", extra: str = ""
+) -> bytes:
+    fields = [f'"watts": {watts}', f'"protected": {protected}']
+    fields += [f'"flexible": {flexible}'] if flexible else []
+    fields += [f'"validForSeconds": {valid}'] if valid else []
+    return ('{"envelope": {' + ", ".join(fields + ([extra] if extra else [])) + "}}").encode()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _envelope(),
+        _envelope(flexible="[" + _FLEX.format(floor=200, ceiling=450, more=', "priority": 3') + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=300, ceiling=300, more="") + "]"),  # floor == ceiling
+        _envelope(flexible="[" + _FLEX.format(floor=300.5, ceiling=300, more="") + "]"),  # floor above ceiling
+        _envelope(flexible="[" + _FLEX.format(floor='"400"', ceiling='"350"', more="") + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=0, ceiling=10_000, more=', "priority": 1000') + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=0, ceiling=10_000.5, more="") + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=-1, ceiling=5, more="") + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more=', "priority": 1001') + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more=', "priority": -1') + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more=', "priority": 2.0') + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more=', "priority": 2.5') + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more=', "priority": true') + "]"),
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more=', "priority": null') + "]"),
+        _envelope(flexible='[{"uuid": "GPU-2", "floorWatts": 1}]'),
+        _envelope(flexible='[{"uuid": 2, "floorWatts": 1, "ceilingWatts": 2}]'),
+        _envelope(flexible='[{"floor_watts": 1, "ceiling_watts": 2, "uuid": "u"}]'),
+        _envelope(flexible='{"GPU-2": {"floorWatts": 1, "ceilingWatts": 2}}'),
+        _envelope(flexible="[null]"),
+        _envelope(flexible="null"),
+        _envelope(protected="null"),
+        _envelope(protected='"GPU-1"'),
+        _envelope(protected='["GPU-1", 2]'),
+        _envelope(protected='{"GPU-1": true}'),
+        _envelope(protected="[]"),
+        _envelope(watts="1000000"),
+        _envelope(watts="1000000.5"),
+        _envelope(watts="-0.0"),
+        _envelope(watts="NaN"),
+        _envelope(watts='"1_200"'),
+        _envelope(watts="null"),
+        _envelope(valid="0"),
+        _envelope(valid="0.001"),
+        _envelope(valid="60"),
+        _envelope(valid="60.0001"),
+        _envelope(valid="null"),
+        _envelope(valid='"3"'),
+        _envelope(extra='"valid_for_seconds": 5'),
+        _envelope(extra='"valid_for_seconds": 5, "validForSeconds": 7'),
+        b'{"envelope": null}',
+        b'{"envelope": []}',
+        b'{"envelope": {}}',
+        b'{"envelope": "none"}',
+    ],
+)
+def test_envelopes_are_read_as_pydantic_reads_them(data: bytes) -> None:
+    assert _we_read(data) == _pydantic_reads(data)
+
+
+def test_a_floor_above_its_ceiling_is_refused_with_the_gpu_named() -> None:
+    data = _envelope(flexible="[" + _FLEX.format(floor=400, ceiling=350, more="") + "]")
+    with pytest.raises(
+        messages.WireError, match=r"^envelope\.flexible\.0: flexible GPU 'GPU-2': floorWatts 400.0 exceeds"
+    ):
+        messages.decode_reply(data)
+    with pytest.raises(pydantic.ValidationError, match=r"floorWatts 400\.0 exceeds ceilingWatts 350\.0"):
+        wire.ReportReply.model_validate_json(data)
+    with pytest.raises(messages.WireError, match="exceeds ceilingWatts"):
+        messages.FlexibleGpu(uuid="u", floor_watts=2, ceiling_watts=1)
+    with pytest.raises(messages.WireError, match=r"^watts: must be <= 1000000"):
+        messages.NodeEnvelope(watts=2e6)
+    with pytest.raises(messages.WireError, match=r"^validForSeconds: must be > 0"):
+        messages.NodeEnvelope(watts=1, valid_for_seconds=0)
+
+
+def test_a_decoded_envelope_is_shared_as_the_policy_shares_it() -> None:
+    flexible = [
+        _FLEX.format(floor=200, ceiling=500, more=', "priority": 1').replace("GPU-2", "GPU-2"),
+        _FLEX.format(floor=200, ceiling=500, more="").replace("GPU-2", "GPU-3"),
+    ]
+    reply = messages.decode_reply(_envelope(watts="1500", flexible="[" + ", ".join(flexible) + "]"))
+    assert reply.envelope is not None
+    envelope = reply.envelope.to_policy("n1")
+    assert envelope == policy_envelope.NodeEnvelope(
+        node="n1",
+        watts=1500.0,
+        protected=("GPU-1",),
+        flexible=(
+            policy_envelope.FlexibleGpu("GPU-2", 200.0, 500.0, 1),
+            policy_envelope.FlexibleGpu("GPU-3", 200.0, 500.0, 0),
+        ),
+    )
+    # The protected GPU draws 700 W: the 800 W left go to the higher priority first, up to its ceiling.
+    assert policy_envelope.share(envelope, 700.0) == {"GPU-2": 500.0, "GPU-3": 300.0}
+
+
+def test_the_capped_verdict_reaches_the_operators_model() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for capped in (True, False, None):
+        gpu = messages.GpuReport(uuid="u", index=0, status=wire.GpuStatus.OK, sampled_at=now, capped=capped)
+        assert wire.GpuReport.model_validate_json(messages.encode(gpu)).capped is capped
+        assert ("capped" in json.loads(messages.encode(gpu))) is (capped is not None)

@@ -3,6 +3,7 @@ turning every way a report can fail into one ReportFailed. (test_messages.py pin
 
 from __future__ import annotations
 
+import json
 import pathlib
 import typing
 
@@ -118,3 +119,42 @@ def test_lean_entry_point_has_the_same_flags() -> None:
         [sys.executable, "-m", "wattwise.node_agent", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
     assert "--backend" in out.stdout and "--keep-limits-on-exit" in out.stdout
+
+
+def _wire_md_examples() -> list[str]:
+    text = (pathlib.Path(wire.__file__).parent / "WIRE.md").read_text()
+    return [block.split("```", 1)[0] for block in text.split("```json\n")[1:]]
+
+
+@pytest.mark.parametrize("example", _wire_md_examples(), ids=lambda e: e.split('"kind": "')[1].split('"')[0])
+def test_the_documented_examples_validate(example: str) -> None:
+    """WIRE.md's examples are what the models accept, and the agent's codec reads the reply as pydantic does."""
+    kind = json.loads(example)["kind"]
+    model = wire.NodeReport if kind == "NodeReport" else wire.ReportReply
+    parsed = model.model_validate_json(example)
+    if isinstance(parsed, wire.ReportReply):
+        assert parsed.envelope is not None and parsed.envelope.flexible[0].floor_watts == 210.0
+        ours = messages.decode_reply(example.encode())
+        assert ours.envelope is not None and ours.envelope.protected == tuple(parsed.envelope.protected)
+        assert json.loads(messages.encode(ours)) == json.loads(parsed.to_json())
+    else:
+        assert parsed.gpus[0].capped is True and parsed.gpus[1].capped is None
+
+
+def test_envelope_on_the_wire_is_camel_case_and_checked() -> None:
+    envelope = wire.NodeEnvelope(
+        watts=1500, protected=["GPU-1"], flexible=[wire.FlexibleGpu(uuid="GPU-2", floor_watts=200, ceiling_watts=450)]
+    )
+    assert json.loads(wire.ReportReply(envelope=envelope).to_json())["envelope"] == {
+        "watts": 1500.0,
+        "protected": ["GPU-1"],
+        "flexible": [{"uuid": "GPU-2", "floorWatts": 200.0, "ceilingWatts": 450.0, "priority": 0}],
+        "validForSeconds": 3.0,
+    }
+    with pytest.raises(ValueError, match=r"flexible GPU 'GPU-2': floorWatts 500\.0 exceeds ceilingWatts 450\.0"):
+        wire.FlexibleGpu(uuid="GPU-2", floor_watts=500, ceiling_watts=450)
+    with pytest.raises(ValueError, match="less than or equal to 60"):
+        wire.NodeEnvelope(watts=1, valid_for_seconds=61)
+    wire.NodeEnvelope(watts=20_000)  # a node's GPU watts may exceed one GPU's bound
+    with pytest.raises(ValueError, match="priority"):
+        wire.FlexibleGpu(uuid="GPU-2", floor_watts=1, ceiling_watts=2, priority=1001)

@@ -13,6 +13,8 @@ booleans, snake_case field names beside the camelCase ones, unknown fields ignor
 - `encode` writes camelCase keys and leaves out None, as `WireModel.to_json` does; a non-finite reading in an
   unconstrained field (a temperature) is left out too, which pydantic writes as null: both mean "unknown".
 - `decode_reply` raises `WireError` naming the JSON path (`gpus.GPU-1.powerLimitWatts: ...`).
+- A reply's node envelope converts to the policy's own (`NodeEnvelope.to_policy`), which the agent's fast loop
+  re-shares with `wattwise.policy.envelope.share` (that module is dependency-free as well).
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
+from wattwise.policy import envelope as policy_envelope
 from wattwise.telemetry.vocabulary import API_VERSION, ActuationResult, AgentMode, GpuStatus, Tier
 
 T = TypeVar("T")
 
 #: `Watts` in wire.py
 _MAX_WATTS: Final = 10_000
+#: `NodeWatts` in wire.py
+_MAX_NODE_WATTS: Final = 1_000_000
+#: `Priority` in wire.py (as WorkloadClass.spec.priority)
+_MAX_PRIORITY: Final = 1000
 #: jiter (pydantic's JSON parser) refuses documents nested deeper than this, and numbers with more digits than
 #: this before the decimal point
 _MAX_DEPTH: Final = 200
@@ -157,6 +164,7 @@ class GpuReport:
     clock_event_reason_names: list[str] | None = None
     pods: list[PodRef] = dataclasses.field(default_factory=list)
     actuation: Actuation | None = None
+    capped: bool | None = None
 
     def __post_init__(self) -> None:
         _check(self.index, "index", ge=0)
@@ -244,12 +252,54 @@ class FailSafePolicy:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FlexibleGpu:
+    uuid: str
+    floor_watts: float
+    ceiling_watts: float
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        _watts(self.floor_watts, "floorWatts")
+        _watts(self.ceiling_watts, "ceilingWatts")
+        _check(self.priority, "priority", ge=0, le=_MAX_PRIORITY)
+        if self.floor_watts > self.ceiling_watts:
+            raise WireError(
+                "",
+                f"flexible GPU {self.uuid!r}: floorWatts {self.floor_watts} exceeds ceilingWatts {self.ceiling_watts}",
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NodeEnvelope:
+    watts: float
+    protected: tuple[str, ...] = ()
+    flexible: tuple[FlexibleGpu, ...] = ()
+    valid_for_seconds: float = 3.0
+
+    def __post_init__(self) -> None:
+        _check(self.watts, "watts", ge=0, le=_MAX_NODE_WATTS)
+        _check(self.valid_for_seconds, "validForSeconds", gt=0, le=60)
+
+    def to_policy(self, node: str) -> policy_envelope.NodeEnvelope:
+        """The envelope as `wattwise.policy.envelope.share` takes it."""
+        return policy_envelope.NodeEnvelope(
+            node=node,
+            watts=self.watts,
+            protected=self.protected,
+            flexible=tuple(
+                policy_envelope.FlexibleGpu(g.uuid, g.floor_watts, g.ceiling_watts, g.priority) for g in self.flexible
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ReportReply:
     api_version: Literal["telemetry.wattwise.dev/v1"] = API_VERSION
     kind: Literal["ReportReply"] = "ReportReply"
     gpus: Mapping[str, GpuDirective] = dataclasses.field(default_factory=dict)
     fail_safe: FailSafePolicy | None = None
     next_report_interval_seconds: float = 1.0
+    envelope: NodeEnvelope | None = None
 
     def __post_init__(self) -> None:
         _check(self.next_report_interval_seconds, "nextReportIntervalSeconds", ge=0.2, le=300)
@@ -457,6 +507,12 @@ def _int_from_string(text: str) -> int | None:
     return int(digits)
 
 
+def _str(value: object, path: str) -> str:
+    if isinstance(value, str):  # JSON mode: no coercion of numbers to text
+        return value
+    raise WireError(path, f"must be a string, got {type(value).__name__}")
+
+
 def _literal(*allowed: str) -> Parse[Any]:
     def parse_literal(value: object, path: str) -> Any:
         if isinstance(value, str) and value in allowed:
@@ -471,6 +527,17 @@ def _mapping(parse: Parse[T]) -> Parse[dict[str, T]]:
         return {key: parse(item, f"{path}.{key}") for key, item in _object(value, path).items()}
 
     return parse_mapping
+
+
+def _tuple(parse: Parse[T]) -> Parse[tuple[T, ...]]:
+    """A JSON array (pydantic's list), as a tuple: the messages are frozen."""
+
+    def parse_tuple(value: object, path: str) -> tuple[T, ...]:
+        if not isinstance(value, list):
+            raise WireError(path, f"must be an array, got {type(value).__name__}")
+        return tuple(parse(item, f"{path}.{i}") for i, item in enumerate(value))
+
+    return parse_tuple
 
 
 def _build(cls: Callable[..., T], path: str, **fields: Any) -> T:
@@ -515,6 +582,30 @@ def _fail_safe(value: object, path: str) -> FailSafePolicy:
     )
 
 
+def _flexible(value: object, path: str) -> FlexibleGpu:
+    obj = _object(value, path)
+    return _build(
+        FlexibleGpu,
+        path,
+        uuid=_need(obj, "uuid", path, _str),
+        floor_watts=_need(obj, "floorWatts", path, _float),
+        ceiling_watts=_need(obj, "ceilingWatts", path, _float),
+        priority=_get(obj, "priority", path, _int, 0),
+    )
+
+
+def _envelope(value: object, path: str) -> NodeEnvelope:
+    obj = _object(value, path)
+    return _build(
+        NodeEnvelope,
+        path,
+        watts=_need(obj, "watts", path, _float),
+        protected=_get(obj, "protected", path, _tuple(_str), tuple[str, ...]()),
+        flexible=_get(obj, "flexible", path, _tuple(_flexible), tuple[FlexibleGpu, ...]()),
+        valid_for_seconds=_get(obj, "validForSeconds", path, _float, 3.0),
+    )
+
+
 def decode_reply(data: bytes) -> ReportReply:
     """The operator's reply, validated as `wire.ReportReply.model_validate_json` would; WireError if it is not one."""
     obj = _object(_load(data), "")
@@ -526,4 +617,5 @@ def decode_reply(data: bytes) -> ReportReply:
         gpus=_get(obj, "gpus", "", _mapping(_directive), dict[str, GpuDirective]()),
         fail_safe=_get(obj, "failSafe", "", _optional(_fail_safe), None),
         next_report_interval_seconds=_get(obj, "nextReportIntervalSeconds", "", _float, 1.0),
+        envelope=_get(obj, "envelope", "", _optional(_envelope), None),
     )

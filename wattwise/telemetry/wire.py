@@ -27,14 +27,29 @@ Reply semantics (level-based, idempotent: the reply states what should be, not w
   Wattwise only owns a GPU's limit while it enforces one.
 - `failSafe` is what the agent falls back to when it loses the operator: after `gracePeriodSeconds` without a
   successful reply it sets every GPU to its fail-safe limit. A null `failSafe` means "keep the last limits".
+
+Node envelope (`ReportReply.envelope`, the node-local half of the control loop, `wattwise.policy.envelope`): the
+GPU watts the operator's plan counted this node at, which the agent re-shares every fast tick (100 ms) until the
+next reply, so a critical burst takes its watts from tolerant GPUs on the same node within one fast tick.
+- The agent uses it only for GPUs that are also `enforced: true` in `gpus`; any other GPU it names is ignored.
+- `protected` GPUs (critical and standard work) keep their directive limits; their draw comes off `watts` first.
+- `flexible` GPUs (tolerant work) get their limits from the agent, every fast tick, from
+  `wattwise.policy.envelope.share()`: between their `floorWatts` and `ceilingWatts` and inside the GPU's own
+  constraints, higher `priority` served first. Their directive `powerLimitWatts` is what applies without the
+  envelope. A flexible GPU's floor never exceeds its ceiling (a reply saying otherwise is refused).
+- It holds for `validForSeconds` after the reply arrives: with no newer reply by then (or with no envelope in the
+  reply), every GPU goes back to its directive limit, as before envelopes existed.
+- `GpuReport.capped` is the agent's verdict for each GPU an envelope set the limit of since the previous report:
+  whether it sat at its envelope cap for at least half of the fast ticks (`wattwise.policy.envelope.CapTracker`).
+  A limit that moved every 100 ms cannot be judged from the mean draw. Absent for every other GPU.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 # The version, paths, headers and enumerations live in `vocabulary` (no pydantic there) so the node agent's
@@ -63,6 +78,10 @@ class WireModel(BaseModel):
 
 Watts = Annotated[float, Field(ge=0, le=10_000)]
 Percent = Annotated[int, Field(ge=0, le=100)]
+#: a node's GPU watts: eight GPUs at the `Watts` bound do not fit under it
+NodeWatts = Annotated[float, Field(ge=0, le=1_000_000)]
+#: as `WorkloadClass.spec.priority`
+Priority = Annotated[int, Field(ge=0, le=1000)]
 
 
 class PodRef(WireModel):
@@ -126,6 +145,9 @@ class GpuReport(WireModel):
     clock_event_reason_names: list[str] | None = None
     pods: list[PodRef] = []
     actuation: Actuation | None = None
+    #: set only while a node envelope sets this GPU's limit: whether the envelope held it at its cap for at least
+    #: half of the agent's fast ticks since the previous report (see the module docstring)
+    capped: bool | None = None
 
 
 class AgentInfo(WireModel):
@@ -185,6 +207,33 @@ class FailSafePolicy(WireModel):
     limit_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
+class FlexibleGpu(WireModel):
+    """A GPU whose limit the agent sets from the node envelope every fast tick (tolerant work)."""
+
+    uuid: str
+    floor_watts: Watts  #: the least the envelope gives it, whatever the protected GPUs draw
+    ceiling_watts: Watts  #: the most: what it can use this tick (its demand estimate, at most its class ceiling)
+    priority: Priority = 0  #: higher is served first
+
+    @model_validator(mode="after")
+    def _floor_within_ceiling(self) -> Self:
+        if self.floor_watts > self.ceiling_watts:
+            raise ValueError(
+                f"flexible GPU {self.uuid!r}: floorWatts {self.floor_watts} exceeds ceilingWatts {self.ceiling_watts}"
+            )
+        return self
+
+
+class NodeEnvelope(WireModel):
+    """The GPU watts the operator's plan counted a node at, re-shared by its agent until the next reply."""
+
+    watts: NodeWatts
+    protected: list[str] = []  #: GPUs the agent never limits from the envelope: their draw comes off `watts` first
+    flexible: list[FlexibleGpu] = []  #: GPUs that share what the protected ones leave
+    #: the agent drops the envelope (back to the directive limits) when no newer reply arrived within this time
+    valid_for_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+
 class ReportReply(WireModel):
     """The operator's answer to a `NodeReport`."""
 
@@ -194,3 +243,5 @@ class ReportReply(WireModel):
     fail_safe: FailSafePolicy | None = None
     #: the operator may slow reporting down under load; the agent keeps sampling at its own interval
     next_report_interval_seconds: Annotated[float, Field(ge=0.2, le=300)] = 1.0
+    #: this node's share of its budgets until the next reply; absent: the directive limits apply as they are
+    envelope: NodeEnvelope | None = None
