@@ -243,3 +243,53 @@ def test_policy_run_is_deterministic() -> None:
     b = run_fleet("b", small_config(duration_s=20.0), PolicyController())
     assert np.array_equal(a.facility_w, b.facility_w)
     assert np.array_equal(a.limited_gpus, b.limited_gpus)
+
+
+def _policy_after_one_tick(envelopes: bool) -> tuple[PolicyController, list[GpuInfo], FloatArray]:
+    """A PolicyController on the small fleet under a tight cap, after one decision with calm readings."""
+    config = small_config(duration_s=10.0)
+    config = replace(config, site=replace(config.site, cap_w=config.site.cap_w * 0.8))
+    gpus = layout(config)
+    controller = PolicyController(envelopes=envelopes)
+    controller.setup(config, gpus)
+    power = np.array([100.0 if g.tier is not LatencyTier.TOLERANT else 690.0 for g in gpus])
+    limits = controller.tick(Readings(now_s=1.0, power_w=power, enforced_limit_w=np.full(len(gpus), 700.0)))
+    assert limits is not None
+    return controller, gpus, power
+
+
+def test_envelope_takes_a_critical_burst_from_tolerant_gpus_on_the_same_node() -> None:
+    controller, gpus, power = _policy_after_one_tick(envelopes=True)
+    calm = controller.fast_tick(power)
+    assert calm is not None
+    burst = np.array([700.0 if g.tier is LatencyTier.CRITICAL else p for g, p in zip(gpus, power, strict=True)])
+    squeezed = controller.fast_tick(burst)
+    assert squeezed is not None
+    assert controller.last is not None and controller.last.envelopes
+    for node, envelope in controller.last.envelopes.items():
+        on_node = [i for i, g in enumerate(gpus) if g.node == node]
+        flexible = [i for i in on_node if gpus[i].tier is LatencyTier.TOLERANT]
+        protected = [i for i in on_node if gpus[i].tier is not LatencyTier.TOLERANT]
+        at_floor = all(squeezed[i] <= (gpus[i].floor_w or 200.0) + 1e-6 for i in flexible)
+        # Within one fast tick the node is back inside its envelope (unless its tolerant GPUs hit their floors).
+        assert at_floor or burst[protected].sum() + squeezed[flexible].sum() <= envelope.watts + 1e-6
+        for i in protected:
+            assert squeezed[i] == calm[i]  # protected GPUs are never limited by the envelope
+    assert np.any(squeezed < calm - 1.0)
+    again = controller.fast_tick(power)  # the burst ends: the watts go back at once
+    assert again is not None and np.array_equal(again, calm)
+
+
+def test_without_envelopes_limits_move_only_at_decisions() -> None:
+    controller, _, power = _policy_after_one_tick(envelopes=False)
+    assert controller.fast_tick(power) is None
+
+
+def test_envelopes_keep_the_site_under_target_where_a_1hz_loop_goes_over() -> None:
+    config = small_config(duration_s=300.0)
+    tight = replace(config, site=replace(config.site, cap_w=config.site.cap_w * 0.8))
+    slow = run_fleet("1hz", tight, PolicyController(envelopes=False))
+    fast = run_fleet("envelopes", tight, PolicyController(envelopes=True))
+    cap = tight.site.cap_w
+    assert np.count_nonzero(fast.facility_w > cap) < np.count_nonzero(slow.facility_w > cap)
+    assert not fast.critical_limited_while_tolerant_above_floor

@@ -199,7 +199,12 @@ def test_set_load_rejects_out_of_range() -> None:
 def test_spec_validates_its_constraints() -> None:
     with pytest.raises(ValueError):
         GpuSpec(
-            "bad", min_limit_w=300, max_limit_w=200, default_limit_w=250, idle_w=50, prefill_w=200,
+            "bad",
+            min_limit_w=300,
+            max_limit_w=200,
+            default_limit_w=250,
+            idle_w=50,
+            prefill_w=200,
             decode_w=100,
         )
 

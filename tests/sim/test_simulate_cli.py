@@ -28,8 +28,9 @@ def short_headline(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, 
     out = tmp_path_factory.mktemp("sim")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = main(["simulate", "--scenario", "headline", "--gpus", "16", "--duration", "180", "--json",
-                     "--out", str(out)])
+        code = main(
+            ["simulate", "--scenario", "headline", "--gpus", "16", "--duration", "180", "--json", "--out", str(out)]
+        )
     assert code == 0
     return json.loads(buffer.getvalue()), out
 
@@ -49,8 +50,23 @@ def test_json_report_has_the_stable_keys(short_headline: tuple[dict[str, Any], p
 
 
 def test_rack_budgets_hold_under_wattwise(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["simulate", "--gpus", "16", "--duration", "120", "--rack-nodes", "1", "--rack-cap", "0.8",
-                 "--json", "--no-plot", "--out", str(tmp_path)])
+    code = main(
+        [
+            "simulate",
+            "--gpus",
+            "16",
+            "--duration",
+            "120",
+            "--rack-nodes",
+            "1",
+            "--rack-cap",
+            "0.8",
+            "--json",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert code == 0
     assert set(runs["baseline"]["domains"]) == {"site", "rack-0", "rack-1"}
@@ -82,9 +98,7 @@ def test_report_and_plot_are_written(short_headline: tuple[dict[str, Any], pathl
     assert (out / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_table_output_names_every_run_and_criterion(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_table_output_names_every_run_and_criterion(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["simulate", "--gpus", "8", "--duration", "20", "--no-plot", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
@@ -97,8 +111,21 @@ def test_custom_trace_and_scale(tmp_path: pathlib.Path, capsys: pytest.CaptureFi
     trace = tmp_path / "t.csv"
     rows = "\n".join(f"{i * 0.7:.1f},{500 + i % 7 * 100},{5 + i % 11}" for i in range(60))
     trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + rows + "\n")
-    code = main(["simulate", "--trace", str(trace), "--scale", "2", "--gpus", "8", "--json", "--no-plot",
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "simulate",
+            "--trace",
+            str(trace),
+            "--scale",
+            "2",
+            "--gpus",
+            "8",
+            "--json",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     assert report["trace"] == str(trace)
@@ -122,9 +149,35 @@ def test_bad_arguments_are_refused(tmp_path: pathlib.Path, capsys: pytest.Captur
 
 @pytest.mark.parametrize("scenario", ["synthetic", "heatwave"])
 def test_other_scenarios_run(scenario: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["simulate", "--scenario", scenario, "--gpus", "8", "--duration", "60", "--json", "--no-plot",
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "simulate",
+            "--scenario",
+            scenario,
+            "--gpus",
+            "8",
+            "--duration",
+            "60",
+            "--json",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     assert report["scenario"] == scenario
     assert report["runs"]["wattwise"]["simulated_s"] == 60
+
+
+def test_no_envelopes_runs_a_1hz_only_loop(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["simulate", "--gpus", "16", "--duration", "120", "--json", "--no-plot", "--out", str(tmp_path)]
+    assert main([*args, "--no-envelopes"]) == 0
+    slow = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert slow["params"]["envelopes"] is False and fast["params"]["envelopes"] is True
+    # The same decisions every second; only the node loop between them differs, and it uses the stranded watts.
+    assert (
+        fast["runs"]["wattwise"]["facility_draw_p50_fraction"] > slow["runs"]["wattwise"]["facility_draw_p50_fraction"]
+    )

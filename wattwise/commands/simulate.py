@@ -28,29 +28,65 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run a scenario on the simulated fleet (no GPU, no cluster)",
         description="Run a scenario on a simulated GPU fleet with the real policy in the loop.",
     )
-    p.add_argument("--scenario", choices=SCENARIOS, default="headline",
-                   help="headline: the shipped Azure trace; synthetic: generated bursty/diurnal arrivals; "
-                   f"heatwave: headline with the site's PUE patched from 1.15 to {HEATWAVE_PUE} mid-run")
-    p.add_argument("--trace", type=pathlib.Path,
-                   help="request trace CSV with columns TIMESTAMP, ContextTokens, GeneratedTokens")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="request-rate multiplier applied to the trace (default 1.0)")
-    p.add_argument("--gpus", type=int, default=HeadlineParams.gpus,
-                   help="N: GPUs the cap fits at full power (default %(default)s)")
-    p.add_argument("--extra-gpus", type=float, default=HeadlineParams.extra_gpus,
-                   help="extra GPUs of the oversubscribed runs, as a share of N (default %(default)s)")
-    p.add_argument("--gpu", choices=("h100", "a100"), default=HeadlineParams.gpu,
-                   help="GPU model of the site (default %(default)s)")
-    p.add_argument("--target", type=float, default=HeadlineParams.target_utilization,
-                   help="the budget's targetUtilization, share of the cap to aim at (default %(default)s)")
-    p.add_argument("--rack-nodes", type=int, default=0,
-                   help="also give every K nodes a rack PDU budget inside the site (default: none)")
-    p.add_argument("--rack-cap", type=float, default=HeadlineParams.rack_cap_fraction,
-                   help="a rack's cap as a share of its nodes' full IT power (default %(default)s)")
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="headline",
+        help="headline: the shipped Azure trace; synthetic: generated bursty/diurnal arrivals; "
+        f"heatwave: headline with the site's PUE patched from 1.15 to {HEATWAVE_PUE} mid-run",
+    )
+    p.add_argument(
+        "--trace", type=pathlib.Path, help="request trace CSV with columns TIMESTAMP, ContextTokens, GeneratedTokens"
+    )
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="request-rate multiplier applied to the trace (default 1.0)"
+    )
+    p.add_argument(
+        "--gpus", type=int, default=HeadlineParams.gpus, help="N: GPUs the cap fits at full power (default %(default)s)"
+    )
+    p.add_argument(
+        "--extra-gpus",
+        type=float,
+        default=HeadlineParams.extra_gpus,
+        help="extra GPUs of the oversubscribed runs, as a share of N (default %(default)s)",
+    )
+    p.add_argument(
+        "--gpu",
+        choices=("h100", "a100"),
+        default=HeadlineParams.gpu,
+        help="GPU model of the site (default %(default)s)",
+    )
+    p.add_argument(
+        "--target",
+        type=float,
+        default=HeadlineParams.target_utilization,
+        help="the budget's targetUtilization, share of the cap to aim at (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-envelopes",
+        action="store_true",
+        help="run the wattwise run as a 1 Hz-only loop: no node envelopes between decisions",
+    )
+    p.add_argument(
+        "--rack-nodes",
+        type=int,
+        default=0,
+        help="also give every K nodes a rack PDU budget inside the site (default: none)",
+    )
+    p.add_argument(
+        "--rack-cap",
+        type=float,
+        default=HeadlineParams.rack_cap_fraction,
+        help="a rack's cap as a share of its nodes' full IT power (default %(default)s)",
+    )
     p.add_argument("--duration", type=float, help="simulated seconds per run (default: the whole trace)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("reports"),
-                   help="directory for report.json and power.png (default %(default)s)")
+    p.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=pathlib.Path("reports"),
+        help="directory for report.json and power.png (default %(default)s)",
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--check", action="store_true", help="exit 1 when a 'done when' criterion fails")
@@ -84,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         critical_scale=HeadlineParams.critical_scale * args.scale,
         standard_scale=HeadlineParams.standard_scale * args.scale,
         target_utilization=args.target,
+        envelopes=not args.no_envelopes,
         heatwave_pue=HEATWAVE_PUE if args.scenario == "heatwave" else None,
         rack_nodes=args.rack_nodes,
         rack_cap_fraction=args.rack_cap,
