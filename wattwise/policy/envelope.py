@@ -75,7 +75,14 @@ def share(envelope: NodeEnvelope, protected_draw_w: float) -> dict[str, float]:
     return caps
 
 
-def near_cap(power_w: float, limit_w: float, *, within_w: float = 10.0, within_fraction: float = 0.04) -> bool:
+#: How close to its limit a GPU must draw to count as held back by it (the larger of the two).
+CAP_WITHIN_W = 10.0
+CAP_WITHIN_FRACTION = 0.04
+
+
+def near_cap(
+    power_w: float, limit_w: float, *, within_w: float = CAP_WITHIN_W, within_fraction: float = CAP_WITHIN_FRACTION
+) -> bool:
     """Drawing within a small margin of its limit: the limit, not the load, sets the GPU's power."""
     return power_w >= limit_w - max(within_w, within_fraction * limit_w)
 
@@ -97,10 +104,14 @@ class CapTracker:
         for uuid, power_w, limit_w in samples:
             self.at_cap[uuid] = self.at_cap.get(uuid, 0) + (1 if near_cap(power_w, limit_w) else 0)
 
+    @staticmethod
+    def verdict(ticks_at_cap: int, ticks: int) -> bool:
+        """Capped over a period: at the cap for at least half of its fast ticks."""
+        return 2 * ticks_at_cap >= max(1, ticks)
+
     def take(self) -> Mapping[str, bool]:
         """Whether each observed GPU was capped over the period, and start a new period."""
-        ticks = max(1, self.ticks)
-        out = {uuid: 2 * n >= ticks for uuid, n in self.at_cap.items()}
+        out = {uuid: self.verdict(n, self.ticks) for uuid, n in self.at_cap.items()}
         self.ticks = 0
         self.at_cap = {}
         return out

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from wattwise.policy import BudgetState, Decision, GpuLimits, GpuState, decide
-from wattwise.policy.envelope import CapTracker, NodeEnvelope, share
+from wattwise.policy.envelope import CAP_WITHIN_FRACTION, CAP_WITHIN_W, CapTracker, NodeEnvelope, share
 from wattwise.sim.calibration import FloatArray
 from wattwise.sim.fleet import FleetConfig, GpuInfo, PowerDomain, Readings, node_name
 
@@ -39,8 +39,10 @@ class PolicyController:
         self._period_s = 1.0
         self._index: dict[str, int] = {}
         self._assigned = np.zeros(0)
-        self._node_loops: list[tuple[NodeEnvelope, IndexArray, IndexArray]] = []  # envelope, protected, flexible
-        self._caps = CapTracker()
+        self._node_loops: list[_NodeLoop] = []
+        # CapTracker's counts, kept as arrays: the simulator runs every node's loop each step.
+        self._at_cap = np.zeros(0, dtype=np.int64)
+        self._fast_ticks = 0
 
     def setup(self, config: FleetConfig, gpus: Sequence[GpuInfo]) -> None:
         spec = config.spec
@@ -69,13 +71,20 @@ class PolicyController:
         self._index = {g.uuid: i for i, g in enumerate(gpus)}
         self._assigned = np.full(len(gpus), spec.default_limit_w)
         self._node_loops = []
-        self._caps = CapTracker()
+        self._at_cap = np.zeros(len(gpus), dtype=np.int64)
+        self._fast_ticks = 0
         self.last = None
         self.decisions = 0
 
     def tick(self, readings: Readings) -> FloatArray | None:
         assert self._budgets and self._limits is not None, "setup() first"
-        capped = self._caps.take()
+        capped = {
+            self._gpus[i].uuid: CapTracker.verdict(int(self._at_cap[i]), self._fast_ticks)
+            for loop in self._node_loops
+            for i in loop.flexible
+        }
+        self._at_cap[:] = 0
+        self._fast_ticks = 0
         states = {
             g.uuid: GpuState(
                 uuid=g.uuid,
@@ -113,7 +122,7 @@ class PolicyController:
                 protected = np.array([self._index[u] for u in envelope.protected], dtype=np.intp)
                 flexible = np.array([self._index[f.uuid] for f in envelope.flexible], dtype=np.intp)
                 if len(flexible):
-                    self._node_loops.append((envelope, protected, flexible))
+                    self._node_loops.append(_NodeLoop(envelope, protected, flexible))
         return self._assigned.copy()
 
     def fast_tick(self, power_w: FloatArray) -> FloatArray | None:
@@ -122,12 +131,28 @@ class PolicyController:
             return None
         limits = self._assigned.copy()
         assert self._limits is not None
-        low, high = self._limits.min_w, self._limits.max_w
-        for envelope, protected, flexible in self._node_loops:
-            caps = share(envelope, float(power_w[protected].sum()))
-            for f, i in zip(envelope.flexible, flexible, strict=True):
-                limits[i] = min(high, max(low, caps[f.uuid]))
-            self._caps.observe(
-                (f.uuid, float(power_w[i]), float(limits[i])) for f, i in zip(envelope.flexible, flexible, strict=True)
-            )
+        for loop in self._node_loops:
+            limits[loop.flexible] = loop.caps(float(power_w[loop.protected].sum()), self._limits)
+        flexible = np.concatenate([loop.flexible for loop in self._node_loops])
+        lim = limits[flexible]
+        self._at_cap[flexible] += power_w[flexible] >= lim - np.maximum(CAP_WITHIN_W, CAP_WITHIN_FRACTION * lim)
+        self._fast_ticks += 1
         return limits
+
+
+@dataclasses.dataclass
+class _NodeLoop:
+    """One node's envelope with its GPUs' indices; `share` is re-run only when the protected draw moved."""
+
+    envelope: NodeEnvelope
+    protected: IndexArray
+    flexible: IndexArray
+    _last: tuple[float, FloatArray] | None = None
+
+    def caps(self, protected_w: float, limits: GpuLimits) -> FloatArray:
+        if self._last is not None and abs(self._last[0] - protected_w) < 0.05:
+            return self._last[1]
+        shared = share(self.envelope, protected_w)
+        caps = np.clip([shared[f.uuid] for f in self.envelope.flexible], limits.min_w, limits.max_w)
+        self._last = (protected_w, caps)
+        return caps
