@@ -16,6 +16,7 @@ from wattwise.operator.auth import AgentAuthenticator, Identity, TokenReviewCach
 from wattwise.operator.controller import Controller
 from wattwise.operator.ingest import Ingest
 from wattwise.operator.metrics import OperatorMetrics
+from wattwise.operator.records import BudgetRecord
 from wattwise.scheduler_extender.state_cache import parse_snapshot
 from wattwise.telemetry import wire
 
@@ -113,6 +114,9 @@ async def test_report_then_reply_after_the_first_tick(harness: Harness, client: 
     assert response.status_code == 200
     reply = wire.ReportReply.model_validate_json(response.content)
     assert set(reply.gpus) == {"G0", "G1"} and all(d.enforced for d in reply.gpus.values())
+    # Both GPUs run standard work under an Enforce budget: the node's envelope protects them both.
+    assert reply.envelope is not None and sorted(reply.envelope.protected) == ["G0", "G1"]
+    assert reply.envelope.flexible == [] and reply.envelope.valid_for_seconds == 3.0
     # A replay of an older report from the same agent run is refused.
     assert (await post(client, "agent-n1", GOOD))[0] == 409
     assert harness.reviews == ["agent-n1"]  # one TokenReview, then the cache
@@ -147,3 +151,22 @@ async def test_live_state_and_probes(harness: Harness, client: httpx.AsyncClient
     metrics = (await client.get("/metrics")).text
     assert 'wattwise_budget_cap_watts{budget="rack"} 5000.0' in metrics
     assert "wattwise_operator_tick_seconds_bucket" in metrics
+    envelope = harness.controller.decision.envelopes["n1"] if harness.controller.decision else None
+    assert envelope is not None and envelope.watts > 0
+    assert f'wattwise_node_envelope_watts{{node="n1"}} {envelope.watts}' in metrics
+    assert 'wattwise_node_envelope_gpus{node="n1",role="protected"} 2.0' in metrics
+    assert 'wattwise_node_envelope_gpus{node="n1",role="flexible"} 0.0' in metrics
+
+
+async def test_a_monitored_node_has_no_envelope_in_its_reply_or_metrics(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    harness.state.put_budget(BudgetRecord("rack", b.budget_spec(5_000, mode="Monitor"), 2, "uid-rack"))
+    await post(client, "agent-n1", GOOD)
+    harness.tick()
+    newer = b.report("n1", [b.gpu("G0"), b.gpu("G1", 1)], sequence=2).to_json()
+    response = await client.post(wire.REPORT_PATH, content=newer, headers=wire.bearer("agent-n1"))
+    reply = wire.ReportReply.model_validate_json(response.content)
+    assert response.status_code == 200 and reply.envelope is None and not reply.gpus["G0"].enforced
+    assert b'"envelope"' not in response.content
+    assert "wattwise_node_envelope_watts{" not in (await client.get("/metrics")).text

@@ -9,6 +9,7 @@ from wattwise.crd.common import LatencyTier
 from wattwise.operator import pods as pod_rules
 from wattwise.operator.policy_inputs import InputBuilder, InputSettings
 from wattwise.operator.records import ClassRecord, NodeRecord, ReportRecord
+from wattwise.policy import decide
 from wattwise.telemetry import wire
 
 SETTINGS = InputSettings(stale_after_s=3.0, default_tier=LatencyTier.STANDARD, unknown_gpu_w=700.0)
@@ -138,3 +139,29 @@ def test_a_class_created_after_its_pods_applies_at_the_next_tick() -> None:
     state.put_class(ClassRecord("late", b.class_spec("tolerant")))
     assert state.topology_version == version  # membership is untouched: the cached topology stays
     assert builder.build(state, now=101.0).gpus["G0"].tier is LatencyTier.TOLERANT
+
+
+def test_the_agents_capped_verdict_reaches_the_policy_while_the_reading_is_fresh() -> None:
+    """A tolerant GPU whose envelope cap moved every 100 ms averages well under its last limit: only the agent
+    knows it was held back, and then the policy must ask its ceiling for it, not its mean draw."""
+    capped, free, silent = (b.gpu(u, i, power=300.0, limit=450.0) for i, u in enumerate(("G0", "G1", "G2")))
+    state = b.cluster(
+        {"n1": {"rack": "r1"}, "n2": {"rack": "r1"}},
+        {"rack": b.budget_spec(10_000)},
+        reports={
+            "n1": b.report(
+                "n1", [capped.model_copy(update={"capped": True}), free.model_copy(update={"capped": False})]
+            ),
+            "n2": b.report("n2", [silent.model_copy(update={"capped": True})]),
+        },
+    )
+    state.reports["n2"] = ReportRecord(state.reports["n2"].report, 90.0)  # stale at now=101: no reading, no verdict
+    inputs = InputBuilder(SETTINGS).build(state, now=101.0)
+    assert [inputs.gpus[u].capped for u in ("G0", "G1", "G2")] == [True, False, None]
+    demand = decide(inputs.budgets, inputs.gpus).demand_w
+    assert demand["G0"] == inputs.gpus["G0"].ceiling == 700.0
+    assert demand["G1"] < 450.0  # read off its draw, as for a GPU no envelope steers
+    unjudged = b.cluster(
+        {"n1": {"rack": "r1"}}, {"rack": b.budget_spec(10_000)}, reports={"n1": b.report("n1", [free])}
+    )
+    assert InputBuilder(SETTINGS).build(unjudged, now=101.0).gpus["G1"].capped is None

@@ -1,7 +1,9 @@
 """Prometheus metrics of the operator: per budget (read fresh from the last tick on scrape) and of its own work.
 
 Budget series carry the label `budget`; they exist only for budgets the control loop has decided, so a standby
-replica exports none rather than zeros. Counters are pre-initialised for every label value they can take.
+replica exports none rather than zeros. Node envelope series (label `node`) exist only for nodes the last decision
+gave an envelope to, which their agents re-share every 100 ms. Counters are pre-initialised for every label value
+they can take.
 """
 
 from __future__ import annotations
@@ -74,9 +76,29 @@ class BudgetCollector(Collector):
                 above_total.add_metric([name], tracker.window.above_total_s)
         yield from (facility, gpu, cap, headroom, gpus, limited, critical, stale, feasible, over, fraction, tiers)
         yield above_total
+        yield from self._envelopes()
         ticks = CounterMetricFamily("wattwise_operator_ticks", "Control-loop ticks run by this replica.")
         ticks.add_metric([], c.ticks)
         yield ticks
+
+    def _envelopes(self) -> Iterator[Metric]:
+        decision = self.controller.decision
+        envelopes = decision.envelopes if decision is not None else {}
+        watts = GaugeMetricFamily(
+            "wattwise_node_envelope_watts",
+            "GPU watts of the node's envelope: what the plan counted it at, re-shared by its agent every 100 ms.",
+            labels=["node"],
+        )
+        gpus = GaugeMetricFamily(
+            "wattwise_node_envelope_gpus",
+            "GPUs in the node's envelope: protected (never limited by the agent) or flexible (share what is left).",
+            labels=["node", "role"],
+        )
+        for node, e in sorted(envelopes.items()):
+            watts.add_metric([node], e.watts)
+            gpus.add_metric([node, "protected"], len(e.protected))
+            gpus.add_metric([node, "flexible"], len(e.flexible))
+        yield from (watts, gpus)
 
 
 class LeadershipCollector(Collector):

@@ -8,6 +8,8 @@ Rules, each one so that missing data never looks like headroom:
   number is `unknown_gpu_w` (an H100's 700 W by default), until its agent reports.
 - A GPU's tier is its pod's (the most protected one when pods share it); an idle GPU, or one whose pod the
   operator has not seen, gets the default tier. Its class gives floor, ceiling, priority and expected power.
+- A fresh GPU whose limit a node envelope set carries the agent's `capped` verdict (held at its envelope cap for
+  at least half the agent's fast ticks): its limit moved every 100 ms, so the mean draw cannot tell.
 
 Budget membership (label selectors against node labels) only changes with `topology_version`, so it is cached.
 """
@@ -148,17 +150,19 @@ class InputBuilder:
                     pod_key = f"{g.pods[0].namespace}/{g.pods[0].pod}"
                 limits = _limits(g, s.unknown_gpu_w)
                 spec = klass.spec if klass is not None else None
+                power_w = _reading(g) if fresh else None
                 gpus[g.uuid] = GpuState(
                     uuid=g.uuid,
                     node=node,
                     tier=tier,
                     limits=limits,
                     enforced_limit_w=g.enforced_limit_watts,
-                    power_w=_reading(g) if fresh else None,
+                    power_w=power_w,
                     floor_w=spec.floor.watts_for(limits.default_w) if spec is not None and spec.floor else None,
                     ceiling_w=spec.ceiling_watts if spec is not None else None,
                     priority=spec.priority if spec is not None else 0,
                     expected_w=spec.expected_watts_per_gpu if spec is not None else None,
+                    capped=g.capped if power_w is not None else None,
                 )
                 meta[g.uuid] = GpuMeta(g.uuid, node, g.index, tier, klass, pod_key, g.temperature_celsius)
                 uuids.append(g.uuid)
