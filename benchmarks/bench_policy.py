@@ -13,7 +13,9 @@ H100 = GpuLimits(min_w=200.0, max_w=700.0, default_w=700.0)
 
 
 def fleet(n_gpus: int, seed: int = 7) -> tuple[list[BudgetState], dict[str, GpuState]]:
-    """45 rack budgets in 4 rows and one facility: 50 budgets, and every GPU sits in three of them."""
+    """45 rack budgets in 4 rows and one facility: 50 budgets, and every GPU sits in three of them.
+
+    Budgets select whole nodes (8 GPUs each), as a PowerBudget's nodeSelector does, so nodes get envelopes."""
     rng = random.Random(seed)
     tiers = [LatencyTier.CRITICAL, LatencyTier.STANDARD, LatencyTier.TOLERANT]
     gpus = {}
@@ -29,7 +31,9 @@ def fleet(n_gpus: int, seed: int = 7) -> tuple[list[BudgetState], dict[str, GpuS
             floor_w=250.0,
         )
     uuids = sorted(gpus)
-    racks = [uuids[r::45] for r in range(45)]
+    racks: list[list[str]] = [[] for _ in range(45)]
+    for u in uuids:
+        racks[(int(u.removeprefix("GPU-")) // 8) % 45].append(u)
     rows = [[u for rack in racks[k::4] for u in rack] for k in range(4)]
 
     def budget(name: str, members: list[str], share: float) -> BudgetState:
@@ -46,7 +50,7 @@ def main(argv: list[str]) -> None:
     del argv
     for n_gpus in (1_000, 10_000):
         budgets, gpus = fleet(n_gpus)
-        previous: Decision | None = decide(budgets, gpus)
+        previous: Decision = decide(budgets, gpus)
         times = []
         for _ in range(5):
             started = time.perf_counter()
@@ -55,5 +59,6 @@ def main(argv: list[str]) -> None:
         limited = sum(r.gpus_limited for r in previous.budgets.values())
         print(
             f"decide(): {n_gpus:>6,} GPUs in {len(budgets)} budgets: median {statistics.median(times) * 1e3:7.1f} ms, "
-            f"min {min(times) * 1e3:7.1f} ms per tick ({limited:,} GPU-budget pairs limited)"
+            f"min {min(times) * 1e3:7.1f} ms per tick ({limited:,} GPU-budget pairs limited, "
+            f"{len(previous.envelopes):,} node envelopes)"
         )
