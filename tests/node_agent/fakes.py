@@ -3,6 +3,7 @@ and a small operator that speaks the wire schema over real HTTP."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import http.server
 import json
@@ -38,7 +39,11 @@ class FakeGpu:
 
     uuid: str
     name: str = "NVIDIA H100 80GB HBM3"
+    #: nvmlDeviceGetPowerUsage: on Hopper a 1 s mean
     power_mw: int = 350_000
+    #: the field NVML_FI_DEV_POWER_INSTANT (scope GPU); None: the same as power_mw. A driver without the field:
+    #: errors={"power_instant": NVML_ERROR_NOT_SUPPORTED}, answered in the field's own return code
+    power_instant_mw: int | None = None
     energy_mj: int = 1_000_000
     limit_mw: int = 700_000
     min_mw: int = 200_000
@@ -56,6 +61,8 @@ class FakeGpu:
     sticky_limit_mw: int | None = None
     set_calls: list[int] = dataclasses.field(default_factory=list)
     clock_calls: list[tuple[int, int] | None] = dataclasses.field(default_factory=list)
+    #: call name -> how many times it was made (answered or not)
+    calls: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +85,8 @@ class FakeNvml:
         self.shutdown_calls = 0
 
     def _check(self, call: str, gpu: FakeGpu | None = None) -> None:
+        if gpu is not None:
+            gpu.calls[call] += 1
         if not self.initialised:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
         if gpu is not None and call in gpu.errors:
@@ -154,17 +163,30 @@ class FakeNvml:
         self._check("throttle_reasons", h)
         return h.reasons
 
-    def nvmlDeviceGetFieldValues(self, h: FakeGpu, ids: list[int]) -> list[pynvml.c_nvmlFieldValue_t]:
+    def nvmlDeviceGetFieldValues(self, h: FakeGpu, ids: list[int | tuple[int, int]]) -> list[pynvml.c_nvmlFieldValue_t]:
         self._check("field_values", h)
         values = (pynvml.c_nvmlFieldValue_t * len(ids))()  # the real ctypes structure
         for i, fid in enumerate(ids):
-            values[i].fieldId = fid
-            if fid == pynvml.NVML_FI_DEV_MEMORY_TEMP and "memory_temperature" not in h.errors:
-                values[i].nvmlReturn = pynvml.NVML_SUCCESS
-                values[i].valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
-                values[i].value.uiVal = h.mem_temp_c
-            else:
-                values[i].nvmlReturn = h.errors.get("memory_temperature", pynvml.NVML_ERROR_NOT_SUPPORTED)
+            try:  # an id, or (id, scope id), exactly as pynvml fills them in
+                (values[i].fieldId, values[i].scopeId) = fid  # type: ignore[misc]
+            except TypeError:
+                values[i].fieldId = fid
+            field = {
+                pynvml.NVML_FI_DEV_MEMORY_TEMP: "memory_temperature",
+                pynvml.NVML_FI_DEV_POWER_INSTANT: "power_instant",
+            }
+            name = field.get(values[i].fieldId)
+            h.calls[name or "unknown_field"] += 1
+            if name is None or name in h.errors or values[i].scopeId != 0:  # scope 0: the GPU (power fields)
+                values[i].nvmlReturn = h.errors.get(name or "", pynvml.NVML_ERROR_NOT_SUPPORTED)
+                continue
+            values[i].nvmlReturn = pynvml.NVML_SUCCESS
+            values[i].valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+            values[i].value.uiVal = (
+                h.mem_temp_c
+                if name == "memory_temperature"
+                else (h.power_instant_mw if h.power_instant_mw is not None else h.power_mw)
+            )
         return list(values)
 
     def nvmlDeviceSetPowerManagementLimit(self, h: FakeGpu, limit_mw: int) -> None:

@@ -202,3 +202,34 @@ def test_nvml_gone_mid_run_is_counted_not_a_crash(fake_agent) -> None:  # type: 
     lib.init_error = None
     agent.tick_safely()
     assert [r.status for r in agent.snapshot.readings] == [GpuStatus.OK, GpuStatus.OK]
+
+
+@pytest.mark.parametrize(
+    ("errors", "source"),
+    [
+        pytest.param({}, "instant", id="field supported"),
+        pytest.param({"power_instant": pynvml.NVML_ERROR_NOT_SUPPORTED}, "average", id="field not supported"),
+        pytest.param({"field_values": pynvml.NVML_ERROR_FUNCTION_NOT_FOUND}, "average", id="call missing"),
+        pytest.param({"field_values": pynvml.NVML_ERROR_NOT_SUPPORTED}, "average", id="call not supported"),
+    ],
+)
+def test_instant_power_source_is_decided_once_per_gpu(errors: dict[str, int], source: str) -> None:
+    gpu = FakeGpu(U0, power_mw=300_000, power_instant_mw=650_000, errors=dict(errors))
+    backend = NvmlBackend(FakeNvml([gpu, FakeGpu(U1)]), clock=ManualClock())
+    backend.start()
+    watts = [backend.instant_power_w(0) for _ in range(3)]
+    assert backend.power_source(0) == source and backend.power_source(1) is None  # GPU 1 never asked
+    assert watts == [650.0 if source == "instant" else 300.0] * 3
+    assert gpu.calls["field_values"] == (3 if source == "instant" else 1)  # unsupported: never asked again
+
+
+def test_instant_power_of_a_failing_or_lost_gpu_is_none_never_zero() -> None:
+    gpu = FakeGpu(U0, errors={"power_instant": pynvml.NVML_ERROR_UNKNOWN})
+    backend = NvmlBackend(FakeNvml([gpu]), clock=ManualClock())
+    backend.start()
+    assert backend.instant_power_w(0) is None and backend.power_source(0) is None  # asked again next time
+    del gpu.errors["power_instant"]
+    assert backend.instant_power_w(0) == 350.0 and backend.power_source(0) == "instant"
+    gpu.errors["field_values"] = pynvml.NVML_ERROR_GPU_IS_LOST
+    assert backend.instant_power_w(0) is None
+    assert backend.sample()[0].status is GpuStatus.LOST  # marked lost for the sampling loop too

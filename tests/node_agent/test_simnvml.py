@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pynvml
 import pytest
 
@@ -127,3 +129,80 @@ def test_lose_after_a_delay() -> None:
     clock.advance(1)
     with pytest.raises(pynvml.NVMLError_GpuIsLost):
         lib.nvmlDeviceGetPowerUsage(h)
+
+
+def power_instant(lib: SimNvml, h: Any, scope: int = pynvml.NVML_POWER_SCOPE_GPU) -> tuple[int, int]:
+    """(nvmlReturn, mW) of the field, asked as pynvml takes it: (field id, scope id)."""
+    (value,) = lib.nvmlDeviceGetFieldValues(h, [(pynvml.NVML_FI_DEV_POWER_INSTANT, scope)])
+    assert value.fieldId == pynvml.NVML_FI_DEV_POWER_INSTANT and value.scopeId == scope
+    return value.nvmlReturn, value.value.uiVal
+
+
+def test_power_usage_is_a_one_second_mean_on_hopper_the_field_is_the_instant() -> None:
+    clock = ManualClock()
+    lib = started(clock=clock)
+    h = lib.nvmlDeviceGetHandleByIndex(0)
+    lib.set_load(0, 0.0)
+    for _ in range(20):
+        clock.advance(0.1)
+        lib.nvmlDeviceGetPowerUsage(h)
+    idle_mw = lib.nvmlDeviceGetPowerUsage(h)
+    lib.set_load(0, 1.0, 1.0)  # a burst
+    for _ in range(3):
+        clock.advance(0.1)
+        mean_mw = lib.nvmlDeviceGetPowerUsage(h)
+    code, instant_mw = power_instant(lib, h)
+    assert code == pynvml.NVML_SUCCESS and instant_mw == round(lib.gpus[0].power_w * 1000)
+    assert instant_mw > 500_000 and idle_mw < mean_mw < instant_mw - 200_000  # 300 ms into a burst
+    for _ in range(15):
+        clock.advance(0.1)
+        lib.nvmlDeviceGetPowerUsage(h)
+    assert abs(lib.nvmlDeviceGetPowerUsage(h) - power_instant(lib, h)[1]) < 5_000  # a steady second: they agree
+
+
+def test_power_usage_is_the_instant_on_ga100() -> None:
+    clock = ManualClock()
+    lib = SimNvml(1, "a100", monotonic=clock.monotonic)
+    lib.nvmlInit()
+    h = lib.nvmlDeviceGetHandleByIndex(0)
+    lib.set_load(0, 1.0, 1.0)
+    clock.advance(0.3)
+    assert lib.nvmlDeviceGetPowerUsage(h) == power_instant(lib, h)[1] == round(lib.gpus[0].power_w * 1000)
+
+
+def test_power_field_per_field_return_codes() -> None:
+    lib = started()
+    h = lib.nvmlDeviceGetHandleByIndex(0)
+    assert power_instant(lib, h, pynvml.NVML_POWER_SCOPE_MODULE)[0] == pynvml.NVML_ERROR_NOT_SUPPORTED  # no Grace
+    old = SimNvml(1, "h100", power_instant=False)  # a driver without the field
+    old.nvmlInit()
+    h_old = old.nvmlDeviceGetHandleByIndex(0)
+    assert power_instant(old, h_old)[0] == pynvml.NVML_ERROR_NOT_SUPPORTED
+    # the call itself succeeds, and every field carries its own code
+    memory, power, unknown = old.nvmlDeviceGetFieldValues(
+        h_old, [pynvml.NVML_FI_DEV_MEMORY_TEMP, pynvml.NVML_FI_DEV_POWER_INSTANT, 9999]
+    )
+    assert (memory.nvmlReturn, power.nvmlReturn, unknown.nvmlReturn) == (
+        pynvml.NVML_SUCCESS,
+        pynvml.NVML_ERROR_NOT_SUPPORTED,
+        pynvml.NVML_ERROR_NOT_SUPPORTED,
+    )
+
+
+@pytest.mark.parametrize("instant", [True, False])
+def test_backend_reads_instant_power_from_the_field_or_falls_back(instant: bool) -> None:
+    clock = ManualClock()
+    lib = SimNvml(1, "h100", monotonic=clock.monotonic, power_instant=instant)
+    backend = NvmlBackend(lib, name="sim", clock=clock)
+    backend.start()
+    lib.set_load(0, 0.0)
+    clock.advance(2)
+    backend.instant_power_w(0)
+    lib.set_load(0, 1.0, 1.0)
+    clock.advance(0.2)
+    watts = backend.instant_power_w(0)
+    assert backend.power_source(0) == ("instant" if instant else "average")
+    if instant:
+        assert watts == pytest.approx(lib.gpus[0].power_w, abs=0.001)
+    else:  # the 1 s mean: well below the power 200 ms into a burst
+        assert watts is not None and watts < lib.gpus[0].power_w - 100

@@ -13,7 +13,14 @@ import logging
 import time
 from typing import Any, Literal, Protocol
 
-from wattwise.node_agent.nvml import ActuationFailed, GpuLost, NvmlSession
+from wattwise.node_agent.nvml import (
+    ERROR_FUNCTION_NOT_FOUND,
+    ERROR_GPU_IS_LOST,
+    ERROR_NOT_SUPPORTED,
+    ActuationFailed,
+    GpuLost,
+    NvmlSession,
+)
 from wattwise.telemetry.vocabulary import ActuationResult, GpuStatus
 
 log = logging.getLogger(__name__)
@@ -23,6 +30,10 @@ TEMPERATURE_GPU = 0
 CLOCK_SM = 1
 CLOCK_MEM = 2
 FI_DEV_MEMORY_TEMP = 82
+#: Power of this instant in mW (nvml.h: "Current GPU power"); nvmlDeviceGetPowerUsage is a 1 s average on Ampere
+#: (except GA100) and newer. Power fields take a scope: 0 is the GPU alone (1, the module, is Grace Hopper's).
+FI_DEV_POWER_INSTANT = 186
+POWER_SCOPE_GPU = 0
 _VALUE_FIELDS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")  # by nvmlValueType_t
 
 #: nvmlClocksEventReason* bits, named as metric label values.
@@ -82,6 +93,7 @@ class GpuBackend(Protocol):
     def uuids(self) -> list[str]: ...
     def start(self) -> None: ...
     def sample(self) -> list[GpuReading]: ...
+    def instant_power_w(self, index: int) -> float | None: ...
     def set_power_limit(self, index: int, watts: float) -> float | None: ...
     def set_locked_clocks(self, index: int, min_mhz: int, max_mhz: int) -> None: ...
     def reset_locked_clocks(self, index: int) -> None: ...
@@ -98,6 +110,8 @@ class _Device:
     # constraints do not change while the driver is loaded: read once
     constraints: tuple[float, float] | None = None
     default_w: float | None = None
+    #: where this GPU's instantaneous power comes from, decided at the first read (None: not decided yet)
+    power_source: Literal["instant", "average"] | None = None
 
 
 class NvmlBackend:
@@ -215,6 +229,73 @@ class NvmlBackend:
         if not 0 <= value_type < len(_VALUE_FIELDS):
             return None
         return float(getattr(field.value, _VALUE_FIELDS[value_type]))
+
+    def instant_power_w(self, index: int) -> float | None:
+        """This GPU's power now (W) for the fast envelope loop; None when it cannot be read (never a made-up 0).
+
+        The field NVML_FI_DEV_POWER_INSTANT where the driver has it; where it answers NOT_SUPPORTED (per field, or
+        the whole call), nvmlDeviceGetPowerUsage, decided once per GPU: on GPUs before Ampere that call is
+        instantaneous already, and a 1 s average is still better than nothing. A lost GPU is marked lost.
+        """
+        dev = self._devices[index]
+        if dev.lost_reason is not None:
+            return None
+        try:
+            if dev.power_source != "average":
+                supported, watts = self._power_field(dev)
+                if supported:  # it answered, or failed just this once: no 1 s average in its place
+                    return watts
+            power = self.session.read(dev.uuid, "power", self._lib.nvmlDeviceGetPowerUsage, dev.handle)
+        except GpuLost as exc:
+            dev.lost_reason = f"GPU is lost ({exc}); it needs a reset"
+            log.error("GPU %d (%s) is lost: %s", dev.index, dev.uuid, exc)
+            return None
+        except Exception as exc:
+            if not self.session.is_nvml_error(exc):
+                raise
+            return None
+        return power / 1000.0 if power is not None else None
+
+    def _power_field(self, dev: _Device) -> tuple[bool, float | None]:
+        """(supported, W) from the instantaneous-power field; `dev.power_source` remembers NVML's answer."""
+        values = self.session.read(
+            dev.uuid,
+            "power_instant",
+            self._lib.nvmlDeviceGetFieldValues,
+            dev.handle,
+            [(FI_DEV_POWER_INSTANT, POWER_SCOPE_GPU)],
+        )
+        if values is None:  # the call itself is not supported (old driver): the session remembers it
+            self._fall_back(dev, "nvmlDeviceGetFieldValues is not supported")
+            return False, None
+        field = values[0]
+        code = int(field.nvmlReturn)
+        if code in (ERROR_NOT_SUPPORTED, ERROR_FUNCTION_NOT_FOUND):
+            self._fall_back(dev, f"field {FI_DEV_POWER_INSTANT} answers NVML error {code}")
+            return False, None
+        if code == ERROR_GPU_IS_LOST:
+            raise GpuLost(f"field {FI_DEV_POWER_INSTANT}: GPU is lost")
+        if code != 0:  # an error of this field this time: no reading this tick, asked again next tick
+            self.session.count("nvmlDeviceGetFieldValues", f"field {FI_DEV_POWER_INSTANT}: error {code}")
+            return True, None
+        value_type = int(field.valueType)
+        if not 0 <= value_type < len(_VALUE_FIELDS):
+            return True, None
+        dev.power_source = "instant"
+        return True, float(getattr(field.value, _VALUE_FIELDS[value_type])) / 1000.0
+
+    def _fall_back(self, dev: _Device, why: str) -> None:
+        dev.power_source = "average"
+        log.info(
+            "GPU %d (%s): no instantaneous power (%s); the envelope loop reads nvmlDeviceGetPowerUsage",
+            dev.index,
+            dev.uuid,
+            why,
+        )
+
+    def power_source(self, index: int) -> Literal["instant", "average"] | None:
+        """Where `instant_power_w` reads this GPU from, once decided."""
+        return self._devices[index].power_source
 
     # --- actuation ---------------------------------------------------------------------------------------------
 

@@ -85,6 +85,7 @@ class NvmlSession:
         self.lib = lib
         self._error_type: type[BaseException] = lib.NVMLError
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._initialised = False
         self._logged: set[tuple[str, str]] = set()
         #: (device key, field) pairs NVML said it does not support; never asked again
@@ -132,7 +133,7 @@ class NvmlSession:
             return fn(*args)
         except self._error_type as exc:
             code = error_code(exc)
-            self._count(getattr(fn, "__name__", "?"), type(exc).__name__)
+            self.count(getattr(fn, "__name__", "?"), type(exc).__name__)
             if code == ERROR_UNINITIALIZED:
                 self._initialised = False  # re-init on the next call
             if code == ERROR_GPU_IS_LOST:
@@ -174,9 +175,16 @@ class NvmlSession:
     def is_nvml_error(self, exc: BaseException) -> bool:
         return isinstance(exc, self._error_type)
 
-    def _count(self, call: str, error: str) -> None:
-        key = (call, error)
-        self.error_counts[key] = self.error_counts.get(key, 0) + 1
+    def count(self, call: str, error: str) -> None:
+        """Count an NVML error (also one a call reports per field rather than raising)."""
+        with self._count_lock:  # the sampling loop and the envelope loop call NVML from two threads
+            key = (call, error)
+            self.error_counts[key] = self.error_counts.get(key, 0) + 1
+
+    def errors(self) -> dict[tuple[str, str], int]:
+        """A copy of `error_counts`, safe while another thread counts."""
+        with self._count_lock:
+            return dict(self.error_counts)
 
     def _log_once(self, key: str, message: str) -> None:
         if (key, message) not in self._logged:

@@ -9,10 +9,16 @@ The errors are the real `pynvml.NVMLError_*` classes, so `except pynvml.NVMLErro
 The GPUs are stepped on the wall clock (monotonic) at every read, and driven by a synthetic load that is a
 pure function of (seed, GPU index, time): the same seed gives the same load curve whatever the sample times.
 Tests may pin a GPU's load (`set_load`) or lose a GPU (`lose`, or `lose_after` for `--sim-lose`).
+
+Power, as the driver reports it: `nvmlDeviceGetPowerUsage` is the mean of the last second on Ampere (except GA100)
+and newer (the H100 and A40 models here), the power of the instant on the GA100 (A100); the field
+NVML_FI_DEV_POWER_INSTANT (scope GPU) is the power of the instant on all of them, unless the bindings are made with
+`power_instant=False` (a driver without the field: it answers NOT_SUPPORTED in the field's own return code).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import random
@@ -28,6 +34,11 @@ from wattwise.sim.gpu import GPU_SPECS, SimulatedGpu
 #: Seconds between the synthetic load's way-points; load moves linearly between them.
 LOAD_SEGMENT_S = 20.0
 _MIN_STEP_S = 0.005
+#: Models whose nvmlDeviceGetPowerUsage is a 1 s mean (Hopper; Ampere except GA100), over this window.
+AVERAGED_POWER_USAGE = frozenset({"h100", "a40"})
+POWER_USAGE_WINDOW_S = 1.0
+#: Power fields answer for the GPU alone; the module scope (GPU + NVIDIA CPU) exists on Grace Hopper, not behind x86.
+_SCOPE_GPU = pynvml.NVML_POWER_SCOPE_GPU
 
 
 class _Handle:
@@ -59,6 +70,9 @@ class FieldValue:
     nvmlReturn: int
     valueType: int = 1  # NVML_VALUE_TYPE_UNSIGNED_INT
     value: _Value = dataclasses.field(default_factory=_Value)
+    scopeId: int = 0
+    timestamp: int = 0  # microseconds
+    latencyUsec: int = 0
 
 
 def synthetic_load(seed: int, index: int, t_s: float) -> tuple[float, float]:
@@ -92,10 +106,15 @@ class SimNvml:
         *,
         seed: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
+        power_instant: bool = True,
     ) -> None:
         if model not in GPU_SPECS:
             raise ValueError(f"unknown GPU model {model!r}; have {', '.join(sorted(GPU_SPECS))}")
         self.gpus = [SimulatedGpu(GPU_SPECS[model], i, seed=seed) for i in range(count)]
+        self.power_instant = power_instant
+        self._averaged = model in AVERAGED_POWER_USAGE
+        #: per GPU, (time, energy J) after each step over the last POWER_USAGE_WINDOW_S, for the averaged reading
+        self._energy_history = [collections.deque[tuple[float, float]]() for _ in self.gpus]
         self._seed = seed
         self._monotonic = monotonic
         self._t0 = monotonic()
@@ -134,10 +153,15 @@ class SimNvml:
             return
         self._last_step = now
         t = now - self._t0
-        for gpu in self.gpus:
+        for gpu, history in zip(self.gpus, self._energy_history, strict=True):
             util, compute = self._pinned.get(gpu.index) or synthetic_load(self._seed, gpu.index, t)
             gpu.set_load(util, compute)
+            if not history:
+                history.append((now - dt, gpu.energy_j))
             gpu.step(dt)
+            history.append((now, gpu.energy_j))
+            while len(history) > 2 and history[1][0] <= now - POWER_USAGE_WINDOW_S:
+                history.popleft()
 
     def _gpu(self, handle: Any) -> SimulatedGpu:
         if not self._initialised:
@@ -186,7 +210,15 @@ class SimNvml:
         return self._gpu(h).index
 
     def nvmlDeviceGetPowerUsage(self, h: _Handle) -> int:
-        return round(self._gpu(h).power_w * 1000)
+        gpu = self._gpu(h)
+        if not self._averaged:
+            return round(gpu.power_w * 1000)
+        with self._lock:
+            history = self._energy_history[gpu.index]
+            if len(history) < 2:
+                return round(gpu.power_w * 1000)
+            (t0, e0), (t1, e1) = history[0], history[-1]
+        return round((e1 - e0) / (t1 - t0) * 1000)
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: _Handle) -> int:
         return int(self._gpu(h).energy_j * 1000)
@@ -228,14 +260,19 @@ class SimNvml:
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: _Handle) -> int:
         return int(self._gpu(h).clock_event_reasons)
 
-    def nvmlDeviceGetFieldValues(self, h: _Handle, field_ids: list[int]) -> list[FieldValue]:
+    def nvmlDeviceGetFieldValues(self, h: _Handle, field_ids: list[int | tuple[int, int]]) -> list[FieldValue]:
+        """Each id is a field id or (field id, scope id), as pynvml takes them; each value has its own return code."""
         gpu = self._gpu(h)
+        stamp = round(self._monotonic() * 1e6)
         out = []
-        for fid in field_ids:
+        for item in field_ids:
+            fid, scope = item if isinstance(item, tuple) else (item, 0)
+            value = FieldValue(fid, pynvml.NVML_ERROR_NOT_SUPPORTED, scopeId=scope, timestamp=stamp)
             if fid == pynvml.NVML_FI_DEV_MEMORY_TEMP:
-                out.append(FieldValue(fid, pynvml.NVML_SUCCESS, value=_Value(uiVal=round(gpu.memory_temperature_c))))
-            else:
-                out.append(FieldValue(fid, pynvml.NVML_ERROR_NOT_SUPPORTED))
+                value.nvmlReturn, value.value = pynvml.NVML_SUCCESS, _Value(uiVal=round(gpu.memory_temperature_c))
+            elif fid == pynvml.NVML_FI_DEV_POWER_INSTANT and self.power_instant and scope == _SCOPE_GPU:
+                value.nvmlReturn, value.value = pynvml.NVML_SUCCESS, _Value(uiVal=round(gpu.power_w * 1000))
+            out.append(value)
         return out
 
     def nvmlDeviceSetPowerManagementLimit(self, h: _Handle, limit_mw: int) -> None:
