@@ -79,6 +79,9 @@ FS = FailSafePolicy(grace_period_seconds=30, limit_watts={U0: 300.0}, limit_frac
         ),
         pytest.param(AgentMode.GRACE, None, FS, 400.0, Target(400, 400), id="grace keeps the held limit"),
         pytest.param(AgentMode.GRACE, None, FS, None, None, id="grace leaves unowned alone"),
+        pytest.param(
+            AgentMode.GRACE, ENFORCE_400, FS, 310.0, Target(400, 400), id="grace: the reply's limit, not a last cap"
+        ),
         pytest.param(AgentMode.FAIL_SAFE, None, FS, 400.0, Target(300, 300), id="fail-safe per GPU"),
         pytest.param(
             AgentMode.FAIL_SAFE,
@@ -186,3 +189,23 @@ def test_lost_gpu_is_skipped(rig) -> None:  # type: ignore[no-untyped-def]
     lost = GpuReading(index=0, uuid=U0, status=GpuStatus.LOST, monotonic_s=0, wall_s=0)
     act.apply([lost], AgentMode.CONNECTED, {U0: ENFORCE_400}, None, clock.monotonic())
     assert gpu.set_calls == [] and U0 not in act.last
+
+
+def test_a_write_after_the_reading_counts_as_what_the_gpu_enforces(rig) -> None:  # type: ignore[no-untyped-def]
+    """The envelope loop writes between two samples: a reading taken before a write must not undo or repeat it."""
+    act, gpu, backend, clock = rig
+    before = backend.sample()  # enforces 700 W
+    clock.advance(0.5)
+    act.apply(backend.sample(), AgentMode.CONNECTED, {U0: ENFORCE_400}, None, clock.monotonic())
+    assert act.enforced_w(before[0]) == 400.0
+    act.apply(before, AgentMode.CONNECTED, {U0: ENFORCE_400}, None, clock.monotonic())
+    assert gpu.set_calls == [400_000]  # not written again on the word of the stale reading
+
+
+def test_skip_limits_leaves_the_limit_to_the_envelope_loop_but_not_the_clocks(rig) -> None:  # type: ignore[no-untyped-def]
+    act, gpu, backend, clock = rig
+    directive = GpuDirective(
+        enforced=True, power_limit_watts=400, locked_sm_clocks=ClockRange(min_mhz=900, max_mhz=1400)
+    )
+    act.apply(backend.sample(), AgentMode.CONNECTED, {U0: directive}, None, clock.monotonic(), skip_limits={U0})
+    assert gpu.set_calls == [] and gpu.clock_calls == [(900, 1400)]

@@ -9,6 +9,10 @@ back; a read-back that differs is reported as a mismatch.
 Ownership: Wattwise only owns a GPU's limit while it enforces one. When enforcement ends (the budget goes to
 Monitor, the pod's GPU leaves every budget, or the agent exits) the limit goes back to the GPU's default, and
 clocks the agent locked are unlocked. A limit the agent never set is never touched.
+
+Two loops write through one `Actuator`: the 1 Hz tick (`apply`, the reply's per-GPU limits) and the envelope loop
+(`set_limit`, every 100 ms, for the GPUs a node envelope steers, which `apply` then skips). Limits either loop sets
+are owned, counted and restored alike; `lock` serialises them (held for NVML writes only, never for a read).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import threading
+from collections.abc import Collection
 
 from wattwise.node_agent.backend import GpuBackend, GpuReading
 from wattwise.node_agent.nvml import ActuationFailed, GpuLost
@@ -26,6 +32,15 @@ log = logging.getLogger(__name__)
 
 #: Limits closer than this are the same limit (NVML works in mW; firmware may round to a few hundred mW).
 TOLERANCE_W = 1.0
+#: Outcomes of a write that did not set the limit.
+FAILED = frozenset(
+    {
+        ActuationResult.NO_PERMISSION,
+        ActuationResult.NOT_SUPPORTED,
+        ActuationResult.INVALID_ARGUMENT,
+        ActuationResult.ERROR,
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,8 +83,14 @@ def desired_limit(
             requested_fs = fail_safe.limit_fraction * default
         if requested_fs is not None:
             return Target(requested_fs, clamp(requested_fs, reading))
-    # grace (or a fail-safe that says nothing for this GPU): keep what the agent holds
-    return Target(owned_w, clamp(owned_w, reading)) if owned_w is not None else None
+    # grace (or a fail-safe that says nothing for this GPU): keep the last reply's limit, which is what the agent
+    # holds, unless a node envelope moved it since (the envelope ends with the replies: back to the plan's limit)
+    if owned_w is None:
+        return None
+    held = owned_w
+    if directive is not None and directive.enforced and directive.power_limit_watts is not None:
+        held = directive.power_limit_watts
+    return Target(held, clamp(held, reading))
 
 
 def desired_clocks(mode: AgentMode, directive: GpuDirective | None) -> tuple[bool, ClockRange | None]:
@@ -93,11 +114,17 @@ class Actuator:
     def __init__(self, backend: GpuBackend, retry_s: float = 30.0) -> None:
         self.backend = backend
         self.retry_s = retry_s
+        #: taken by every method that reads or changes the state below (re-entrant: `set_limit` inside a caller's
+        #: critical section is fine)
+        self.lock = threading.RLock()
         self.owned: dict[str, float] = {}  #: uuid -> limit this agent set and holds
         self.locked: dict[str, ClockRange] = {}  #: uuid -> clocks this agent locked
         self.last: dict[str, Actuation] = {}  #: uuid -> the last action and its outcome
         self.counts: dict[tuple[str, ActuationResult], int] = {}
         self._written: dict[str, _Written] = {}
+        #: uuid -> (when, watts) the GPU enforced after this agent's last successful write: fresher than a reading
+        #: taken before it (the envelope loop writes between two samples)
+        self._set: dict[str, tuple[float, float]] = {}
 
     def apply(
         self,
@@ -106,34 +133,74 @@ class Actuator:
         directives: dict[str, GpuDirective],
         fail_safe: FailSafePolicy | None,
         now: float,
+        *,
+        skip_limits: Collection[str] = (),
     ) -> None:
-        for reading in readings:
-            if reading.status is not GpuStatus.OK:
-                continue
-            directive = directives.get(reading.uuid)
-            target = desired_limit(reading, mode, directive, fail_safe, self.owned.get(reading.uuid))
-            if target is not None:
-                self._limit(reading, target, now)
-            decide, clocks = desired_clocks(mode, directive)
-            if decide:
-                self._clocks(reading, clocks, now)
+        """Each GPU's limit and clocks as the mode and the reply say; `skip_limits`: GPUs the envelope loop sets."""
+        with self.lock:
+            for reading in readings:
+                if reading.status is not GpuStatus.OK:
+                    continue
+                directive = directives.get(reading.uuid)
+                if reading.uuid not in skip_limits:
+                    target = desired_limit(reading, mode, directive, fail_safe, self.owned.get(reading.uuid))
+                    if target is not None:
+                        self._limit(reading, target, now)
+                decide, clocks = desired_clocks(mode, directive)
+                if decide:
+                    self._clocks(reading, clocks, now)
+
+    def set_limit(self, reading: GpuReading, target: Target, now: float, wall_s: float) -> ActuationResult | None:
+        """Write `target` now, for the envelope loop, which decided the change against `owned` (a reading may be
+        a second old). A GPU whose last write failed is tried again after `retry_s`, not every 100 ms: returns
+        None then, else the outcome."""
+        with self.lock:
+            uuid = reading.uuid
+            last, written = self.last.get(uuid), self._written.get(uuid)
+            if last is not None and last.result in FAILED and written is not None and now - written.at < self.retry_s:
+                return None
+            current = dataclasses.replace(reading, enforced_limit_w=None, monotonic_s=now, wall_s=wall_s)
+            self._limit(current, target, now, force=True, level=logging.DEBUG)  # up to 10 a second: not at INFO
+            return self.last[uuid].result
+
+    def enforced_w(self, reading: GpuReading) -> float | None:
+        """The limit the GPU enforces as far as this agent knows: what it wrote since `reading` was taken (read
+        back), else the reading's."""
+        with self.lock:
+            set_at = self._set.get(reading.uuid)
+            if set_at is not None and set_at[0] >= reading.monotonic_s:  # a tie: the write came after the read
+                return set_at[1]
+            return reading.enforced_limit_w
+
+    def holding(self, uuid: str) -> float | None:
+        """The limit this agent set on the GPU and holds, if any."""
+        with self.lock:
+            return self.owned.get(uuid)
+
+    def view(self) -> tuple[dict[str, Actuation], dict[str, float], dict[tuple[str, ActuationResult], int]]:
+        """Copies of `last`, `owned` and `counts` for a snapshot, consistent with each other."""
+        with self.lock:
+            return dict(self.last), dict(self.owned), dict(self.counts)
 
     def restore_all(self, readings: list[GpuReading], now: float) -> None:
         """On exit: owned limits back to default, locked clocks unlocked."""
-        for reading in readings:
-            if reading.status is not GpuStatus.OK:
-                continue
-            if reading.uuid in self.owned and reading.default_limit_w is not None:
-                default = reading.default_limit_w
-                self._limit(reading, Target(default, clamp(default, reading), restore=True), now, force=True)
-            if reading.uuid in self.locked:
-                self._clocks(reading, None, now)
+        with self.lock:
+            for reading in readings:
+                if reading.status is not GpuStatus.OK:
+                    continue
+                if reading.uuid in self.owned and reading.default_limit_w is not None:
+                    default = reading.default_limit_w
+                    self._limit(reading, Target(default, clamp(default, reading), restore=True), now, force=True)
+                if reading.uuid in self.locked:
+                    self._clocks(reading, None, now)
 
     # --- the writes ----------------------------------------------------------------------------------------------
 
-    def _limit(self, reading: GpuReading, target: Target, now: float, force: bool = False) -> None:
+    def _limit(
+        self, reading: GpuReading, target: Target, now: float, force: bool = False, level: int = logging.INFO
+    ) -> None:
         uuid = reading.uuid
-        enforced = reading.enforced_limit_w
+        enforced = self.enforced_w(reading)
         holds = enforced is not None and abs(enforced - target.watts) < TOLERANCE_W
         written = self._written.get(uuid)
         same_target = written is not None and abs(written.watts - target.watts) < TOLERANCE_W
@@ -151,7 +218,9 @@ class Actuator:
             result = exc.result if isinstance(exc, ActuationFailed) else ActuationResult.ERROR
             self._record(reading, result, target, message=str(exc))
             log.warning("GPU %d (%s): setting %.0f W failed: %s", reading.index, uuid, target.watts, exc)
+            self._set.pop(uuid, None)  # what the GPU holds now is unknown: the next reading says
             return
+        self._set[uuid] = (now, readback if readback is not None else target.watts)
         if readback is not None and abs(readback - target.watts) >= TOLERANCE_W:
             self._record(
                 reading,
@@ -163,8 +232,13 @@ class Actuator:
             log.warning("GPU %d (%s): set %.1f W, reads back %.1f W", reading.index, uuid, target.watts, readback)
         else:
             self._record(reading, ActuationResult.APPLIED, target, readback=readback)
-            log.info(
-                "GPU %d (%s): power limit %.1f W (asked %.1f W)", reading.index, uuid, target.watts, target.requested
+            log.log(
+                level,
+                "GPU %d (%s): power limit %.1f W (asked %.1f W)",
+                reading.index,
+                uuid,
+                target.watts,
+                target.requested,
             )
         self._settle(uuid, target, now)
 
