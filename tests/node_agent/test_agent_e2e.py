@@ -234,3 +234,75 @@ def test_health_endpoints_over_http(clock: ManualClock) -> None:
     finally:
         server.stop()
         agent.close()
+
+
+def node_envelope(uuids: list[str], watts: float) -> wire.NodeEnvelope:
+    return wire.NodeEnvelope(
+        watts=watts,
+        protected=uuids[:2],
+        flexible=[wire.FlexibleGpu(uuid=u, floor_watts=200, ceiling_watts=700) for u in uuids[2:]],
+    )
+
+
+def node_draw_through_a_burst(
+    operator: FakeOperator, token: pathlib.Path, clock: ManualClock, envelope_interval_s: float
+) -> tuple[list[float], list[float], NodeAgent, SimNvml]:
+    """Every 100 ms, the node's draw and its critical GPU's, which bursts from idle to flat out after 3 s (sim
+    physics: its power follows with a 0.2 s lag, so it climbs over a few hundred ms)."""
+    agent, lib = sim_agent(operator, token, clock, envelope_interval_s=envelope_interval_s)
+    uuids = [g.uuid for g in lib.gpus]
+    for index, load in enumerate((0.0, 0.3, 1.0, 1.0)):  # critical, standard, tolerant x2
+        lib.set_load(index, load, 0.8)
+    watts = (700, 700, 400, 400)
+    operator.reply = ReportReply(
+        gpus={u: GpuDirective(enforced=True, power_limit_watts=w) for u, w in zip(uuids, watts, strict=True)},
+        envelope=node_envelope(uuids, 1600),
+    )
+    draws, critical = [], []
+    handle = lib.nvmlDeviceGetHandleByIndex(0)
+    for second in range(6):
+        if second == 3:
+            lib.set_load(0, 1.0, 0.8)  # the burst, right after a report
+        agent.tick()
+        for _ in range(10):
+            clock.advance(0.1)
+            agent.envelopes.tick()
+            lib.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)  # the GPUs step whether or not it read
+            draws.append(sum(g.power_w for g in lib.gpus))
+            critical.append(lib.gpus[0].power_w)
+    return draws, critical, agent, lib
+
+
+def test_envelope_keeps_the_node_inside_it_through_a_critical_burst(
+    operator: FakeOperator, token: pathlib.Path, clock: ManualClock
+) -> None:
+    draws, critical, agent, lib = node_draw_through_a_burst(operator, token, clock, envelope_interval_s=0.1)
+    try:
+        # before the burst, tolerant GPUs fill what the quiet ones leave, up to the envelope (not to their 400 W)
+        assert min(draws[10:30]) >= 1575 and max(draws[10:30]) <= 1600
+        # the burst: the node is over its envelope by at most what the critical GPU added within the last fast
+        # tick (the caps written at a tick bite from the next one), and back inside once its power settles
+        for k in range(30, 60):
+            assert draws[k] - 1600 <= max(0.0, critical[k] - critical[k - 1]) + 2.0, k
+        assert max(draws[45:]) <= 1602
+        assert lib.gpus[0].power_w > 600 and lib.gpus[0].power_limit_w == 700  # critical never limited
+        assert max(g.power_limit_w for g in lib.gpus[2:]) < 400  # tolerant GPUs gave up the watts
+        # the reports say which GPUs the envelope held at their caps
+        last = operator.reports[-1].gpus
+        assert [g.capped for g in last] == [None, None, True, True]
+    finally:
+        agent.close()
+    assert all(g.power_limit_w == 700 for g in lib.gpus)  # every limit restored on exit, envelope ones too
+
+
+def test_without_the_envelope_loop_a_burst_goes_over_until_the_next_decision(
+    operator: FakeOperator, token: pathlib.Path, clock: ManualClock
+) -> None:
+    draws, _, agent, _ = node_draw_through_a_burst(operator, token, clock, envelope_interval_s=0)
+    try:
+        assert max(draws[10:30]) <= 1300  # the directive limits alone strand what the quiet GPUs leave
+        # and nothing takes the burst's watts back until a decision changes the limits (this operator never does)
+        assert min(draws[45:]) > 1600 + 60
+        assert all(g.capped is None for r in operator.reports for g in r.gpus)
+    finally:
+        agent.close()

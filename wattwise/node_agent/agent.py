@@ -7,6 +7,11 @@ logged and counted and the next tick runs as usual: the agent must outlive any o
 Order within a tick: sample -> (every `pods_interval_s`) PodResources -> report if due -> apply limits. The
 report carries the outcome of the previous tick's actuation, so the operator sees each read-back one
 interval after the write.
+
+A second thread runs the envelope loop (`envelope.EnvelopeLoop`, every `envelope_interval_s`, 100 ms by default):
+while the operator's last reply carries a valid node envelope, it sets the limits of the node's flexible GPUs and
+this loop leaves them alone. Each loop keeps its own schedule: a slow report never delays a fast tick, and the
+two share only the Actuator (under its lock, held for writes only) and immutable references.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import wattwise
 from wattwise.node_agent.actuation import Actuator
 from wattwise.node_agent.backend import GpuBackend, GpuReading, reason_names
+from wattwise.node_agent.envelope import EnvelopeLoop
 from wattwise.node_agent.link import OperatorLink
 from wattwise.node_agent.podresources.client import PodResourcesClient, PodResourcesError, attribute
 from wattwise.node_agent.reporter import Reporter, ReportFailed
@@ -40,6 +46,8 @@ class AgentConfig:
     pod_name: str | None = None
     #: used until the operator's first reply says otherwise (None: keep limits when the operator is gone)
     default_fail_safe: messages.FailSafePolicy | None = None
+    #: seconds between two fast ticks of the envelope loop; 0: envelopes are ignored (and no `capped` is sent)
+    envelope_interval_s: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +91,13 @@ class NodeAgent:
         self.pods_client = pods
         self.clock = clock
         self.actuator = Actuator(backend)
+        self.envelopes = EnvelopeLoop(
+            backend,
+            self.actuator,
+            interval_s=config.envelope_interval_s if reporter is not None else 0.0,  # standalone: no replies
+            release=self._hand_back,
+            clock=clock,
+        )
         started = clock.monotonic()
         self.started_wall = clock.time()
         self._wall_offset = self.started_wall - started
@@ -104,16 +119,26 @@ class NodeAgent:
         self.backend.start()
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every interval until `stop` is set; ticks stay on a fixed schedule and never burst to catch up."""
+        """Tick every interval until `stop` is set; ticks stay on a fixed schedule and never burst to catch up.
+        The envelope loop runs beside it in its own thread, stopped by the same event and joined before return."""
+        fast = None
+        if self.envelopes.enabled:
+            fast = threading.Thread(target=self.envelopes.run, args=(stop,), name="wattwise-envelope", daemon=True)
+            fast.start()
         interval = self.config.interval_s
         next_at = self.clock.monotonic()
-        while not stop.is_set():
-            self.tick_safely()
-            next_at += interval
-            now = self.clock.monotonic()
-            if next_at < now:  # fell behind (a slow NVML call): skip the missed ticks
-                next_at = now + interval
-            stop.wait(max(0.0, next_at - now))
+        try:
+            while not stop.is_set():
+                self.tick_safely()
+                next_at += interval
+                now = self.clock.monotonic()
+                if next_at < now:  # fell behind (a slow NVML call): skip the missed ticks
+                    next_at = now + interval
+                stop.wait(max(0.0, next_at - now))
+        finally:
+            stop.set()
+            if fast is not None:
+                fast.join(timeout=10)  # before close() restores limits: no envelope write may come after
 
     def close(self) -> None:
         """Undo what this agent set (unless told to keep it), then release NVML, HTTP and gRPC."""
@@ -143,6 +168,7 @@ class NodeAgent:
     def tick(self) -> None:
         began = self.clock.monotonic()
         readings = self.backend.sample()
+        self.envelopes.observe(readings)
         average = self._average_power(readings)
         if self.pods_client is not None and began >= self._pods_due:
             self._refresh_pods(readings)
@@ -157,17 +183,21 @@ class NodeAgent:
             self._last_mode = mode
         reply = self.link.last_reply
         directives = dict(reply.gpus) if reply is not None else {}
-        self.actuator.apply(readings, mode, directives, self.link.fail_safe, now)
+        if mode is AgentMode.FAIL_SAFE:
+            self.envelopes.offer(None, {}, now)  # the fail-safe drops the envelope (it has expired by then anyway)
+        steered = self.envelopes.steering(now)
+        self.actuator.apply(readings, mode, directives, self.link.fail_safe, now, skip_limits=steered)
         self._counts["ticks"] += 1
         session = getattr(self.backend, "session", None)
+        actuations, held, actuation_counts = self.actuator.view()
         self.snapshot = Snapshot(
             readings=tuple(readings),
             average_power_w=average,
             pods=dict(self._pods),
             pods_known=self._pods_known,
             directives=directives,
-            actuations=dict(self.actuator.last),
-            held_limits_w=dict(self.actuator.owned),
+            actuations=actuations,
+            held_limits_w=held,
             mode=mode,
             ticks=self._counts["ticks"],
             tick_errors=self._counts["tick_errors"],
@@ -176,8 +206,8 @@ class NodeAgent:
             last_reply_wall_s=self._wall(self.link.last_reply_at),
             last_tick_monotonic_s=now,
             tick_duration_s=self.clock.monotonic() - began,
-            actuation_counts=dict(self.actuator.counts),
-            nvml_error_counts=dict(session.error_counts) if session is not None else {},
+            actuation_counts=actuation_counts,
+            nvml_error_counts=session.errors() if session is not None else {},
             issues=self._issues(),
         )
 
@@ -214,7 +244,7 @@ class NodeAgent:
 
     def _issues(self) -> tuple[messages.Issue, ...]:
         issues = [self._pods_issue] if self._pods_issue is not None else []
-        for uuid, act in self.actuator.last.items():
+        for uuid, act in self.actuator.view()[0].items():
             if act.result is ActuationResult.NO_PERMISSION:
                 issues.append(messages.Issue(code="NvmlNoPermission", message=f"{uuid}: {act.message}"))
                 break
@@ -224,6 +254,7 @@ class NodeAgent:
 
     def build_report(self, readings: list[GpuReading], average: Mapping[str, float], now: float) -> messages.NodeReport:
         snapshot = self.snapshot
+        capped = self.envelopes.take_capped()
         return messages.NodeReport(
             node=self.config.node,
             agent=messages.AgentInfo(
@@ -242,7 +273,13 @@ class NodeAgent:
                 consecutive_failures=self.link.failures,
             ),
             gpus=[
-                gpu_report(r, average.get(r.uuid), self._pods.get(r.uuid, []), snapshot.actuations.get(r.uuid))
+                gpu_report(
+                    r,
+                    average.get(r.uuid),
+                    self._pods.get(r.uuid, []),
+                    snapshot.actuations.get(r.uuid),
+                    capped.get(r.uuid),
+                )
                 for r in readings
             ],
             pods_known=self._pods_known,
@@ -264,6 +301,28 @@ class NodeAgent:
         self._counts["reports_ok"] += 1
         # scheduled from the tick's start, so the next tick (one interval later) is due again
         self.link.succeeded(now, reply, self.config.interval_s)
+        self._offer_envelope(reply, now)
+
+    # --- the node envelope -----------------------------------------------------------------------------------
+
+    def _offer_envelope(self, reply: messages.ReportReply, sent_at: float) -> None:
+        """Hand the reply's envelope (or its absence) to the envelope loop, valid from when the reply arrived and
+        never past the grace period (the fail-safe drops it), which counts from when the report was sent."""
+        envelope = reply.envelope
+        if envelope is None:
+            self.envelopes.offer(None, reply.gpus, sent_at)
+            return
+        valid_until = self.clock.monotonic() + envelope.valid_for_seconds
+        if reply.fail_safe is not None:
+            valid_until = min(valid_until, sent_at + reply.fail_safe.grace_period_seconds)
+        self.envelopes.offer(envelope.to_policy(self.config.node), reply.gpus, valid_until)
+
+    def _hand_back(self, readings: list[GpuReading], now: float) -> None:
+        """GPUs the envelope loop stops steering get the per-GPU limits at once, as the 1 Hz tick would set them
+        (called from the envelope thread, under the Actuator's lock)."""
+        reply = self.link.last_reply
+        directives = dict(reply.gpus) if reply is not None else {}
+        self.actuator.apply(readings, self.link.mode(now), directives, self.link.fail_safe, now)
 
 
 def _utc(wall_s: float | None) -> Any:
@@ -271,9 +330,13 @@ def _utc(wall_s: float | None) -> Any:
 
 
 def gpu_report(
-    r: GpuReading, average_w: float | None, pods: list[messages.PodRef], actuation: messages.Actuation | None
+    r: GpuReading,
+    average_w: float | None,
+    pods: list[messages.PodRef],
+    actuation: messages.Actuation | None,
+    capped: bool | None = None,
 ) -> messages.GpuReport:
-    """The wire form of one reading; unsupported values stay absent."""
+    """The wire form of one reading; unsupported values stay absent (`capped` too, unless an envelope steered it)."""
     limits = None
     if r.min_limit_w is not None and r.max_limit_w is not None and r.default_limit_w is not None:
         limits = messages.LimitConstraints(
@@ -301,4 +364,5 @@ def gpu_report(
         clock_event_reason_names=reason_names(r.clock_event_reasons) if r.clock_event_reasons is not None else None,
         pods=pods,
         actuation=actuation,
+        capped=capped,
     )

@@ -30,6 +30,8 @@ from wattwise.telemetry import messages, vocabulary
 log = logging.getLogger("wattwise.node_agent")
 
 DEFAULT_LISTEN = "0.0.0.0:9402"
+#: Faster than this the envelope loop would spend its time in NVML calls (a power read is ~0.1-1 ms per GPU).
+MIN_ENVELOPE_INTERVAL_S = 0.01
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -106,6 +108,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="sampling interval in seconds (env WATTWISE_INTERVAL)",
     )
     p.add_argument(
+        "--envelope-interval",
+        type=float,
+        default=float(_env("WATTWISE_ENVELOPE_INTERVAL", "0.1") or 0.1),
+        help="seconds between two re-shares of the operator's node envelope (tolerant GPUs capped to what critical "
+        "and standard ones leave); 0 ignores envelopes (env WATTWISE_ENVELOPE_INTERVAL; default 0.1)",
+    )
+    p.add_argument(
         "--listen",
         default=_env("WATTWISE_LISTEN", DEFAULT_LISTEN),
         help=f"host:port for /metrics, /healthz, /readyz (env WATTWISE_LISTEN; default {DEFAULT_LISTEN})",
@@ -173,6 +182,7 @@ def build_agent(args: argparse.Namespace) -> NodeAgent:
         keep_limits_on_exit=args.keep_limits_on_exit,
         pod_name=args.pod_name,
         default_fail_safe=fail_safe,
+        envelope_interval_s=args.envelope_interval,
     )
     reporter = None
     if args.operator_url:
@@ -190,6 +200,13 @@ def run(args: argparse.Namespace) -> int:
             "wattwise agent: --interval must be > 0, --fail-safe-fraction in [0, 1], --sim-gpus >= 0", file=sys.stderr
         )
         return 2
+    if not (args.envelope_interval == 0 or MIN_ENVELOPE_INTERVAL_S <= args.envelope_interval <= args.interval):
+        print(
+            f"wattwise agent: --envelope-interval must be 0 (off) or between {MIN_ENVELOPE_INTERVAL_S} s and "
+            f"--interval ({args.interval} s), got {args.envelope_interval}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         agent = build_agent(args)
     except ValueError as exc:
@@ -202,18 +219,24 @@ def run(args: argparse.Namespace) -> int:
         return 3
 
     registry = CollectorRegistry()
-    registry.register(AgentCollector(args.node_name, lambda: agent.snapshot))
+    registry.register(AgentCollector(args.node_name, lambda: agent.snapshot, lambda: agent.envelopes.status))
     host, _, port = args.listen.rpartition(":")
     server = HealthServer(
-        host or "0.0.0.0", int(port), registry, lambda: agent.snapshot, stale_after_s=max(10.0, 5 * args.interval)
+        host or "0.0.0.0",
+        int(port),
+        registry,
+        lambda: agent.snapshot,
+        stale_after_s=max(10.0, 5 * args.interval),
+        envelope=lambda: agent.envelopes.status,
     )
     server.start()
     log.info(
-        "agent on %s: backend %s, %d GPU(s), operator %s, metrics on %s",
+        "agent on %s: backend %s, %d GPU(s), operator %s, node envelopes %s, metrics on %s",
         args.node_name,
         agent.backend.name,
         len(agent.backend.uuids),
         args.operator_url or "none (standalone)",
+        f"every {args.envelope_interval:g} s" if agent.envelopes.enabled else "off",
         f"{host or '0.0.0.0'}:{server.port}",
     )
 

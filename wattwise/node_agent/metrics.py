@@ -5,6 +5,9 @@ lost, is simply left out of the scrape (never exported as 0), and a label set di
 
 Per-GPU series carry `node`, `gpu` (index), `uuid`, and where known `namespace`, `pod` (from PodResources;
 comma-joined when a time-sliced GPU is shared) and `tier` (from the operator's reply).
+
+The envelope loop's series (`wattwise_agent_envelope_*`, `wattwise_gpu_envelope_cap_watts`) come from its own
+status, which it publishes every fast tick: they are as fresh as the scrape, not as the last 1 Hz tick.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from wattwise.node_agent.agent import Snapshot
 from wattwise.node_agent.backend import CLOCK_EVENT_REASONS, GpuReading
+from wattwise.node_agent.envelope import EnvelopeStatus
 from wattwise.telemetry.vocabulary import ActuationResult, AgentMode, GpuStatus
 
 GPU_LABELS = ["node", "gpu", "uuid", "namespace", "pod", "tier"]
@@ -52,9 +56,12 @@ _GAUGES: list[tuple[str, str, Callable[[GpuReading], float | None]]] = [
 
 
 class AgentCollector(Collector):
-    def __init__(self, node: str, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self, node: str, snapshot: Callable[[], Snapshot], envelope: Callable[[], EnvelopeStatus] | None = None
+    ) -> None:
         self.node = node
         self._snapshot = snapshot
+        self._envelope = envelope
 
     def _labels(self, snap: Snapshot, r: GpuReading) -> list[str]:
         pods = snap.pods.get(r.uuid, [])
@@ -153,6 +160,64 @@ class AgentCollector(Collector):
         yield result
 
         yield from self._agent_metrics(snap)
+        if self._envelope is not None:
+            yield from self._envelope_metrics(self._envelope(), labelled)
+
+    def _envelope_metrics(self, env: EnvelopeStatus, labelled: list[tuple[GpuReading, list[str]]]) -> Iterator[Metric]:
+        node = [self.node]
+        active = GaugeMetricFamily(
+            "wattwise_agent_envelope_active",
+            "1 while a node envelope from the operator steers this node's flexible (tolerant) GPUs.",
+            labels=["node"],
+        )
+        active.add_metric(node, 1.0 if env.active else 0.0)
+        yield active
+        if not env.enabled:
+            return
+        watts = GaugeMetricFamily(
+            "wattwise_agent_envelope_watts", "GPU watts the operator's plan counted this node at.", labels=["node"]
+        )
+        draw = GaugeMetricFamily(
+            "wattwise_agent_envelope_protected_draw_watts",
+            "Power of the GPUs the envelope protects (and those it does not steer) at the last fast tick.",
+            labels=["node"],
+        )
+        if env.watts is not None:
+            watts.add_metric(node, env.watts)
+        if env.protected_draw_w is not None:
+            draw.add_metric(node, env.protected_draw_w)
+        yield watts
+        yield draw
+        caps = GaugeMetricFamily(
+            "wattwise_gpu_envelope_cap_watts",
+            "Cap the node envelope gives a flexible GPU at the last fast tick (its limit follows beyond 5 W up).",
+            labels=GPU_LABELS,
+        )
+        for r, lbl in labelled:
+            if r.uuid in env.caps_w:
+                caps.add_metric(lbl, env.caps_w[r.uuid])
+        yield caps
+        adjustments = CounterMetricFamily(
+            "wattwise_agent_envelope_adjustments", "Power-limit writes made by the envelope loop.", labels=["node"]
+        )
+        adjustments.add_metric(node, env.adjustments)
+        yield adjustments
+        ticks = CounterMetricFamily("wattwise_agent_envelope_ticks", "Envelope loop ticks run.", labels=["node"])
+        ticks.add_metric(node, env.ticks)
+        yield ticks
+        errors = CounterMetricFamily(
+            "wattwise_agent_envelope_tick_errors", "Envelope loop ticks that failed unexpectedly.", labels=["node"]
+        )
+        errors.add_metric(node, env.tick_errors)
+        yield errors
+        if env.tick_duration_s is not None:
+            duration = GaugeMetricFamily(
+                "wattwise_agent_envelope_tick_duration_seconds",
+                "How long the last envelope tick took (power reads, share, writes).",
+                labels=["node"],
+            )
+            duration.add_metric(node, env.tick_duration_s)
+            yield duration
 
     def _agent_metrics(self, snap: Snapshot) -> Iterator[Metric]:
         node = [self.node]

@@ -1,8 +1,8 @@
 """`/metrics`, `/healthz` and `/readyz` on one small threaded stdlib HTTP server.
 
 The stdlib server (not FastAPI/uvicorn) keeps the DaemonSet's footprint small: it runs on every GPU node.
-- `/healthz` (liveness): the loop ticked within `stale_after_s`; a hung NVML call or a dead loop fails it, and
-  the kubelet restarts the agent.
+- `/healthz` (liveness): the loop ticked within `stale_after_s`, and so did the envelope loop once it started;
+  a hung NVML call or a dead loop fails it, and the kubelet restarts the agent.
 - `/readyz` (readiness): at least one sample has been taken. It does not depend on the operator: an
   operator outage must not mark every agent unready (the fail-safe handles that case).
 """
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from wattwise.node_agent.agent import Snapshot
+from wattwise.node_agent.envelope import EnvelopeStatus
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,11 @@ class HealthServer:
         snapshot: Callable[[], Snapshot],
         stale_after_s: float = 10.0,
         monotonic: Callable[[], float] = time.monotonic,
+        envelope: Callable[[], EnvelopeStatus] | None = None,
     ) -> None:
         self._registry = registry
         self._snapshot = snapshot
+        self._envelope = envelope
         self._stale_after_s = stale_after_s
         self._monotonic = monotonic  # the agent's clock
         server = self
@@ -65,9 +68,13 @@ class HealthServer:
         if path == "/healthz":
             last = snap.last_tick_monotonic_s
             age = self._monotonic() - last if last is not None else 0.0
-            if age <= self._stale_after_s:
-                return 200, "text/plain", b"ok\n"
-            return 503, "text/plain", f"no sample for {age:.0f} s\n".encode()
+            if age > self._stale_after_s:
+                return 503, "text/plain", f"no sample for {age:.0f} s\n".encode()
+            fast = self._envelope().last_tick_monotonic_s if self._envelope is not None else None
+            fast_age = self._monotonic() - fast if fast is not None else 0.0
+            if fast_age > self._stale_after_s:
+                return 503, "text/plain", f"no envelope tick for {fast_age:.0f} s\n".encode()
+            return 200, "text/plain", b"ok\n"
         if path == "/readyz":
             if snap.ticks > 0:
                 return 200, "text/plain", f"ok: {len(snap.readings)} GPU(s), operator {snap.mode.value}\n".encode()
