@@ -1,4 +1,4 @@
-"""Simulated NVML bindings: `SimulatedGpu`s behind pynvml's function names, units and error classes.
+"""Simulated NVML bindings: simulated GPUs behind pynvml's function names, units and error classes.
 
 `wattwise agent --backend sim` hands an instance of `SimNvml` to the same `NvmlBackend` that drives the real
 `pynvml`, so the agent's NVML code path (readings in mW/mJ, handles, error classification) is the one that
@@ -6,8 +6,9 @@ runs. It behaves as NVML does where the agent can tell: calls before `nvmlInit` 
 an out-of-range limit raises NVMLError_InvalidArgument, a lost GPU raises NVMLError_GpuIsLost on every call.
 The errors are the real `pynvml.NVMLError_*` classes, so `except pynvml.NVMLError_NotSupported` works.
 
-The GPUs are stepped on the wall clock (monotonic) at every read, and driven by a synthetic load that is a
-pure function of (seed, GPU index, time): the same seed gives the same load curve whatever the sample times.
+The GPUs (one `wattwise.sim.gpu.GpuBank`, stepped together) are stepped on the wall clock (monotonic) at every
+read, and driven by a synthetic load that is a pure function of (seed, GPU index, time): the same seed gives the
+same load curve whatever the sample times.
 Tests may pin a GPU's load (`set_load`) or lose a GPU (`lose`, or `lose_after` for `--sim-lose`).
 
 Power, as the driver reports it: `nvmlDeviceGetPowerUsage` is the mean of the last second on Ampere (except GA100)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import random
 import threading
@@ -27,9 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+import numpy as np
 import pynvml
 
-from wattwise.sim.gpu import GPU_SPECS, SimulatedGpu
+from wattwise.sim.gpu import GPU_SPECS, GpuBank, GpuSpec, gpu_uuid
 
 #: Seconds between the synthetic load's way-points; load moves linearly between them.
 LOAD_SEGMENT_S = 20.0
@@ -87,11 +90,81 @@ def synthetic_load(seed: int, index: int, t_s: float) -> tuple[float, float]:
     return a[0] + (b[0] - a[0]) * frac, a[1] + (b[1] - a[1]) * frac
 
 
+@functools.lru_cache(maxsize=256)
 def _waypoint(seed: int, index: int, k: int) -> tuple[float, float]:
     rng = random.Random(f"{seed}:{index}:{k}")
     busy = rng.random() < 0.75
     util = rng.uniform(0.55, 1.0) if busy else rng.uniform(0.0, 0.15)
     return util, rng.uniform(0.2, 0.8)
+
+
+class SimGpu:
+    """One simulated GPU: index `index` of the node's `GpuBank`, with the readings NVML gives in its units' terms."""
+
+    __slots__ = ("_bank", "index", "uuid")
+
+    def __init__(self, bank: GpuBank, index: int, uuid: str) -> None:
+        self._bank = bank
+        self.index = index
+        self.uuid = uuid
+
+    @property
+    def spec(self) -> GpuSpec:
+        return self._bank.spec
+
+    def set_power_limit(self, watts: float) -> None:
+        self._bank.set_power_limit(self.index, watts)
+
+    def set_locked_clocks(self, min_mhz: int, max_mhz: int) -> None:
+        self._bank.set_locked_clocks(self.index, min_mhz, max_mhz)
+
+    def reset_locked_clocks(self) -> None:
+        self._bank.reset_locked_clocks(self.index)
+
+    @property
+    def power_limit_w(self) -> float:
+        return float(self._bank.power_limit_w[self.index])
+
+    @property
+    def power_w(self) -> float:
+        """Drawn at this instant (after the last step)."""
+        return float(self._bank.power_w[self.index])
+
+    @property
+    def energy_j(self) -> float:
+        return float(self._bank.energy_j[self.index])
+
+    @property
+    def temperature_c(self) -> float:
+        return float(self._bank.temperature_c[self.index])
+
+    @property
+    def memory_temperature_c(self) -> float:
+        return float(self._bank.memory_temperature_c[self.index])
+
+    @property
+    def sm_clock_mhz(self) -> int:
+        return round(float(self._bank.sm_clock_mhz[self.index]))
+
+    @property
+    def mem_clock_mhz(self) -> int:
+        return self._bank.spec.mem_clock_mhz
+
+    @property
+    def utilization_gpu(self) -> int:
+        return round(float(self._bank.utilization[self.index]) * 100)
+
+    @property
+    def utilization_memory(self) -> int:
+        return round(float(self._bank.utilization_memory[self.index]) * 100)
+
+    @property
+    def clock_event_reasons(self) -> int:
+        return int(self._bank.clock_event_reasons[self.index])
+
+    @property
+    def clocks_locked(self) -> bool:
+        return bool(self._bank.clocks_locked[self.index])
 
 
 class SimNvml:
@@ -110,7 +183,9 @@ class SimNvml:
     ) -> None:
         if model not in GPU_SPECS:
             raise ValueError(f"unknown GPU model {model!r}; have {', '.join(sorted(GPU_SPECS))}")
-        self.gpus = [SimulatedGpu(GPU_SPECS[model], i, seed=seed) for i in range(count)]
+        # one bank steps every GPU at once: the envelope loop makes the GPUs step 10 times a second
+        bank = self._bank = GpuBank(GPU_SPECS[model], count) if count > 0 else None
+        self.gpus = [SimGpu(bank, i, gpu_uuid(seed, i)) for i in range(count)] if bank is not None else []
         self.power_instant = power_instant
         self._averaged = model in AVERAGED_POWER_USAGE
         #: per GPU, (time, energy J) after each step over the last POWER_USAGE_WINDOW_S, for the averaged reading
@@ -152,18 +227,22 @@ class SimNvml:
         if dt < _MIN_STEP_S:
             return
         self._last_step = now
+        bank = self._bank
+        if bank is None:
+            return
         t = now - self._t0
-        for gpu, history in zip(self.gpus, self._energy_history, strict=True):
-            util, compute = self._pinned.get(gpu.index) or synthetic_load(self._seed, gpu.index, t)
-            gpu.set_load(util, compute)
+        loads = [self._pinned.get(i) or synthetic_load(self._seed, i, t) for i in range(bank.count)]
+        bank.set_load(np.array([u for u, _ in loads]), np.array([c for _, c in loads]))
+        before = bank.energy_j.copy()
+        bank.step(dt)
+        for i, history in enumerate(self._energy_history):
             if not history:
-                history.append((now - dt, gpu.energy_j))
-            gpu.step(dt)
-            history.append((now, gpu.energy_j))
+                history.append((now - dt, float(before[i])))
+            history.append((now, float(bank.energy_j[i])))
             while len(history) > 2 and history[1][0] <= now - POWER_USAGE_WINDOW_S:
                 history.popleft()
 
-    def _gpu(self, handle: Any) -> SimulatedGpu:
+    def _gpu(self, handle: Any) -> SimGpu:
         if not self._initialised:
             self._raise(pynvml.NVML_ERROR_UNINITIALIZED)
         if not isinstance(handle, _Handle) or not 0 <= handle.index < len(self.gpus):
