@@ -192,6 +192,7 @@ def test_scheduler_pods_roll_when_their_configuration_changes(helm: Helm) -> Non
         ({"extender": {"defaultTier": "standard"}}, "additional properties 'defaultTier' not allowed"),
         ({"defaultTier": "urgent"}, "defaultTier"),
         ({"agent": {"tokenExpirationSeconds": 60}}, "agent/tokenExpirationSeconds"),
+        ({"agent": {"envelopeIntervalSeconds": 0.001}}, "agent/envelopeIntervalSeconds"),
         ({"image": {"digest": "latest"}}, "image/digest"),
         ({"scheduler": {"image": {"tag": "1.31"}}}, "scheduler/image/tag"),
     ],
@@ -212,6 +213,10 @@ def test_values_schema_refuses_typos_and_bad_values(helm: Helm, values: dict[str
             "operator.podDisruptionBudget.enabled=true needs operator.replicas >= 2",
         ),
         ({"extender": {"replicas": 1}}, "extender.podDisruptionBudget.enabled=true needs extender.replicas >= 2"),
+        (
+            {"agent": {"intervalSeconds": 2, "envelopeIntervalSeconds": 3}},
+            "agent.envelopeIntervalSeconds must be 0 (envelopes ignored) or at most agent.intervalSeconds",
+        ),
         (
             {"operator": {"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}}},
             "operator.podDisruptionBudget.minAvailable must be below operator.replicas",

@@ -103,6 +103,7 @@ def test_agent_environment_is_what_the_agent_reads(
     values = SCENARIOS[scenario][2].get("agent", {})
     assert args.backend == values.get("backend", "nvml")
     assert args.interval == 1.0
+    assert args.envelope_interval == 0.1
     assert args.listen == "0.0.0.0:9402"
     assert args.token_file == wire.DEFAULT_TOKEN_FILE
     assert args.operator_url == "http://wattwise-operator.wattwise-system.svc:8080"
