@@ -4,7 +4,7 @@
 `kopf.testing.KopfRunner` does for a plain kopf operator, but with our uvicorn server and control loop in the
 same loop), on a free loopback port. `SimAgent` runs the real `NodeAgent` over `SimNvml` with the real
 `Reporter`, a projected-style token (TokenRequest bound to an agent pod on the node) in a token file, and a
-fixed PodResources answer standing in for the kubelet.
+fixed PodResources answer standing in for the kubelet; it keeps the replies the agent received, as decoded.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from wattwise.node_agent.podresources.client import DeviceAssignment
 from wattwise.node_agent.reporter import Reporter
 from wattwise.node_agent.simnvml import SimNvml
 from wattwise.operator.runtime import Operator, OperatorConfig
+from wattwise.telemetry import messages
 
 T = TypeVar("T")
 
@@ -107,6 +108,26 @@ class FixedPods:
         pass
 
 
+class RecordingReporter(Reporter):
+    """The agent's real reporter, keeping the latest replies it received (decoded by the agent's own codec)."""
+
+    def __init__(self, operator_url: str, token_file: pathlib.Path, *, keep: int = 64, **kwargs: Any) -> None:
+        super().__init__(operator_url, token_file, **kwargs)
+        self.keep = keep
+        self.replies: list[messages.ReportReply] = []
+        self._lock = threading.Lock()
+
+    def send(self, report: messages.NodeReport) -> messages.ReportReply:
+        reply = super().send(report)
+        with self._lock:
+            self.replies = [*self.replies[-(self.keep - 1) :], reply]
+        return reply
+
+    def received(self) -> list[messages.ReportReply]:
+        with self._lock:
+            return list(self.replies)
+
+
 class SimAgent:
     """The real node agent over simulated GPUs, reporting to the operator in a thread."""
 
@@ -121,12 +142,13 @@ class SimAgent:
         pods: dict[int, tuple[str, str]] | None = None,
     ) -> None:
         self.sim = SimNvml(gpus, "h100", seed=seed)
+        self.reporter = RecordingReporter(operator_url, token_file, timeout_s=0.8)
         for i in range(gpus):
             self.sim.set_load(i, 0.05)
         self.agent = NodeAgent(
             AgentConfig(node=node, interval_s=1.0, pods_interval_s=1.0),
             NvmlBackend(self.sim, name="sim"),
-            reporter=Reporter(operator_url, token_file, timeout_s=0.8),
+            reporter=self.reporter,
             pods=FixedPods(pods or {}),  # type: ignore[arg-type]
         )
         self._stop = threading.Event()
