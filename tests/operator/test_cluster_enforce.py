@@ -90,6 +90,7 @@ def agent_limits(domain: Domain, indices: range) -> list[float]:
 
 
 CRITICAL_GPUS, TOLERANT_GPUS = range(0, 2), range(2, 4)  # see tiered_pods
+TOLERANT_FLOOR_W = 0.3 * 700  # the tolerant class's floor in `classes()`
 
 
 def test_load_step_limits_tolerant_gpus_at_once_and_ramps_back(
@@ -116,11 +117,14 @@ def test_load_step_limits_tolerant_gpus_at_once_and_ramps_back(
             agent.set_load(1.0)
         step = wait_until(lambda: next((t for t in rec.ticks if t.facility_w > 2 * before.facility_w), None), "step")
         time.sleep(3)
-        # The agents applied what the operator decided: tolerant GPUs limited, critical ones untouched.
-        limited = rec.ticks[-1].tolerant
+        # The agents applied what the operator decided: tolerant GPUs limited (each node's agent re-shares its
+        # envelope among them every 100 ms, so their limits follow the critical GPUs' draw rather than equal the
+        # per-GPU directives), never below their floor; critical GPUs untouched.
         wait_until(
-            lambda: agent_limits(domain, TOLERANT_GPUS) == pytest.approx([limited[0]] * 4, abs=2),
-            "agents apply the tolerant limits",
+            lambda: all(
+                TOLERANT_FLOOR_W - 1 <= w < min(before.tolerant) - 20 for w in agent_limits(domain, TOLERANT_GPUS)
+            ),
+            "agents limit the tolerant GPUs",
             timeout=5,
         )
         assert agent_limits(domain, CRITICAL_GPUS) == [700.0] * 4
