@@ -31,7 +31,9 @@ Reply semantics (level-based, idempotent: the reply states what should be, not w
 Node envelope (`ReportReply.envelope`, the node-local half of the control loop, `wattwise.policy.envelope`): the
 GPU watts the operator's plan counted this node at, which the agent re-shares every fast tick (100 ms) until the
 next reply, so a critical burst takes its watts from tolerant GPUs on the same node within one fast tick.
-- The agent uses it only for GPUs that are also `enforced: true` in `gpus`; any other GPU it names is ignored.
+- The agent steers only GPUs that are also `enforced: true` in `gpus`: a flexible GPU the reply does not enforce
+  keeps its own limit, and its draw comes off `watts` like a protected GPU's. (The operator sends an envelope only
+  to a node whose every GPU it enforces.)
 - `protected` GPUs (critical and standard work) keep their directive limits; their draw comes off `watts` first.
 - `flexible` GPUs (tolerant work) get their limits from the agent, every fast tick, from
   `wattwise.policy.envelope.share()`: between their `floorWatts` and `ceilingWatts` and inside the GPU's own
