@@ -105,6 +105,15 @@ class GpuView(_View):
     pod: str | None = None
 
 
+class EnvelopeView(_View):
+    """The node envelope of the last decision (GPU watts, not facility watts): what the node's agent re-shares every
+    100 ms until the next reply. Protected GPUs are never limited by the agent; flexible ones share what they leave."""
+
+    watts: Watts
+    protected: list[str] = []
+    flexible: list[str] = []
+
+
 class NodeView(_View):
     #: Names of every PowerBudget whose nodeSelector selects this node (all of them hold at once).
     budgets: list[str] = []
@@ -115,6 +124,8 @@ class NodeView(_View):
     stale: bool = False
     last_report_at: dt.datetime | None = None
     gpus: list[GpuView] = []
+    #: None when the node has no envelope (not enforced, stale, or its budgets could not be planned this tick)
+    envelope: EnvelopeView | None = None
 
     @property
     def max_temperature_c(self) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -16,10 +17,14 @@ from wattwise.operator.records import NodeRecord
 WALL = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
 
 
-def ticked() -> Controller:
+def ticked(**spec: Any) -> Controller:
     state = b.cluster(
         {"n1": {"rack": "r1", "nvidia.com/gpu.product": "NVIDIA-H100"}, "idle": {"rack": "r9"}},
-        {"rack": b.budget_spec(4_000, targetUtilization=0.92, nonGpuPower={"perNodeBaseWatts": 100, "pue": 1.25})},
+        {
+            "rack": b.budget_spec(
+                4_000, targetUtilization=0.92, nonGpuPower={"perNodeBaseWatts": 100, "pue": 1.25}, **spec
+            )
+        },
         {
             "chat": b.class_spec("critical", expectedWattsPerGpu=500),
             "batch": b.class_spec("tolerant", floor={"watts": 250}),
@@ -66,6 +71,23 @@ def test_status_command_prints_budgets_and_nodes() -> None:
     node_line = next(line for line in lines if line.startswith("n1"))
     assert "81C" in node_line and "1/0/1" in node_line and "4s ago" in node_line  # reported 0.5 s before the tick
     assert next(line for line in lines if line.startswith("idle")).split()[-2:] == ["stale", "never"]
+
+
+def test_node_envelopes_in_the_live_state_and_status() -> None:
+    controller = ticked(mode="Enforce")
+    live, decision = controller.live, controller.decision
+    assert live is not None and decision is not None
+    envelope = live.nodes["n1"].envelope
+    assert envelope is not None and envelope.watts == decision.envelopes["n1"].watts
+    assert (envelope.protected, envelope.flexible) == (["G0"], ["G1"])  # critical chat, tolerant batch
+    assert live.nodes["idle"].envelope is None
+    lines = status_command.render(live, WALL).splitlines()
+    assert "ENVELOPE" in next(line for line in lines if line.startswith("NODE")).split()
+    assert "(1 flex)" in next(line for line in lines if line.startswith("n1"))
+    monitored = ticked().live  # Monitor: no envelope, and a dash in its column
+    assert monitored is not None and monitored.nodes["n1"].envelope is None
+    row = next(line for line in status_command.render(monitored, WALL).splitlines() if line.startswith("n1"))
+    assert row.split()[-4] == "-"
 
 
 def test_status_command_fails_cleanly_without_an_operator(capsys: pytest.CaptureFixture[str]) -> None:

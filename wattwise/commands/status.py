@@ -1,7 +1,8 @@
 """`wattwise status`: the operator's live state (`GET /v1/state`) as tables a person can read at a glance.
 
 Budgets: mode, cap, draw, headroom (to the target), GPUs limited, stale nodes. Nodes: budgets, GPUs, hottest GPU,
-GPUs per tier, last report. Exit 1 when the operator cannot be reached or answers something else.
+GPUs per tier, node envelope (GPU watts, flexible GPUs), last report. Exit 1 when the operator cannot be reached
+or answers something else.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def render(state: LiveState, now: dt.datetime | None = None) -> str:
                 f"{hottest:.0f}C" if hottest is not None else "-",
                 _kw(sum(g.power_w or 0.0 for g in n.gpus)),
                 "/".join(str(tiers[t]) for t in LatencyTier),
+                f"{_kw(n.envelope.watts)} ({len(n.envelope.flexible)} flex)" if n.envelope is not None else "-",
                 "stale" if n.stale else "ok",
                 _age(n.last_report_at, now),
             ]
@@ -92,7 +94,10 @@ def render(state: LiveState, now: dt.datetime | None = None) -> str:
     )
     out.append("")
     out.append(
-        _table(["NODE", "BUDGETS", "GPUS", "HOTTEST", "POWER", "CRIT/STD/TOL", "AGENT", "LAST REPORT"], node_rows)
+        _table(
+            ["NODE", "BUDGETS", "GPUS", "HOTTEST", "POWER", "CRIT/STD/TOL", "ENVELOPE", "AGENT", "LAST REPORT"],
+            node_rows,
+        )
         if node_rows
         else "no nodes"
     )

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 
 from wattwise.crd.common import LatencyTier
-from wattwise.live_state import BudgetView, ClassView, GpuView, LiveState, NodeView, TierWatts
+from wattwise.live_state import BudgetView, ClassView, EnvelopeView, GpuView, LiveState, NodeView, TierWatts
 from wattwise.operator import pods as pod_rules
 from wattwise.operator.policy_inputs import TickInputs
 from wattwise.operator.records import ClusterState, ReportRecord
@@ -146,12 +146,20 @@ def build(
         age = None if rep is None else max(0.0, now - rep.received_at)
         if age is not None:
             last = wall - dt.timedelta(seconds=age)
+        envelope = decision.envelopes.get(name)
         nodes[name] = NodeView(
             budgets=list(inputs.topology.node_budgets.get(name, ())),
             gpu_product=node.labels.get(GPU_PRODUCT_LABEL),
             stale=age is None or age > stale_after_s,
             last_report_at=last,
             gpus=gpus,
+            envelope=None
+            if envelope is None
+            else EnvelopeView(
+                watts=max(0.0, envelope.watts),
+                protected=list(envelope.protected),
+                flexible=[g.uuid for g in envelope.flexible],
+            ),
         )
     classes = {
         name: ClassView(
