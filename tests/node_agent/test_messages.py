@@ -276,10 +276,24 @@ def _model_document(draw: st.DrawFn, model: type[pydantic.BaseModel]) -> dict[st
             continue
         key = keys[name] = draw(st.sampled_from([field.alias or name, name]))
         doc[key] = draw(_from_model(field.annotation, list(field.metadata)))
-    if model is wire.FlexibleGpu:  # the one cross-field rule: a floor never above its ceiling
+    # the cross-field rules: a floor never above its ceiling; each GPU listed once in protected and flexible together
+    if model is wire.FlexibleGpu:
         floor, ceiling = keys["floor_watts"], keys["ceiling_watts"]
         doc[floor], doc[ceiling] = sorted((doc[floor], doc[ceiling]))
+    if model is wire.NodeEnvelope:
+        seen: set[str] = set()
+        if "protected" in doc:
+            doc["protected"] = [uuid for uuid in doc["protected"] if _first_time(uuid, seen)]
+        if "flexible" in doc:
+            doc["flexible"] = [gpu for gpu in doc["flexible"] if _first_time(gpu["uuid"], seen)]
     return doc
+
+
+def _first_time(uuid: str, seen: set[str]) -> bool:
+    """Whether `uuid` is new to `seen`, which it joins."""
+    new = uuid not in seen
+    seen.add(uuid)
+    return new
 
 
 #: numbers in strings, where pydantic's lax mode has its own rules (whitespace, underscores, signs, fractions)
