@@ -7,6 +7,8 @@
 - Replies: for documents generated from the pydantic `ReportReply` model, then mutated (lax spellings such as
   "5" or "yes", snake_case keys, wrong types, out-of-range numbers, missing and unknown keys) and for malformed
   JSON, `decode_reply` accepts exactly what `ReportReply.model_validate_json` accepts, with the same values.
+- The envelope's cross-field rules (a floor above its ceiling, a GPU listed twice or both protected and flexible)
+  refuse with the path and message of pydantic's model validators.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import datetime as dt
 import enum
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -349,13 +352,33 @@ def _snake(key: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in key)
 
 
+def _list_again(draw: st.DrawFn, doc: dict[str, Any]) -> None:
+    """List a GPU the envelope names (if it has one) a second time: in `protected`, or in `flexible` as a copy."""
+    envelope = doc.get("envelope")
+    if not isinstance(envelope, dict):
+        return
+    lists = {key: envelope[key] for key in ("protected", "flexible") if isinstance(envelope.get(key), list)}
+    named = [*lists.get("protected", []), *[g.get("uuid") for g in lists.get("flexible", []) if isinstance(g, dict)]]
+    if not named:
+        return
+    uuid = draw(st.sampled_from(named))
+    key = draw(st.sampled_from(sorted(lists)))
+    if key == "protected":
+        lists[key].insert(draw(st.integers(min_value=0, max_value=len(lists[key]))), uuid)
+    else:
+        lists[key].append({"uuid": uuid, "floorWatts": 100, "ceilingWatts": 200})
+
+
 @st.composite
 def _replies(draw: st.DrawFn) -> bytes:
     """A reply generated from the pydantic model, then (usually) mutated a few times."""
     doc = draw(_model_document(wire.ReportReply))
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
         slots = _slots(doc, [])
-        action = draw(st.sampled_from(["replace", "replace", "replace", "delete", "rename", "add"]))
+        action = draw(st.sampled_from(["replace", "replace", "replace", "delete", "rename", "add", "list-again"]))
+        if action == "list-again":
+            _list_again(draw, doc)
+            continue
         if action == "add" or not slots:
             target = draw(st.sampled_from([doc, *[obj[key] for obj, key in slots if isinstance(obj[key], dict)]]))
             keys = ["extra", "minMHz", "enforced", "gracePeriodSeconds", "u", "envelope", "floorWatts", "watts"]
@@ -530,6 +553,16 @@ def _envelope(
         _envelope(protected='["GPU-1", 2]'),
         _envelope(protected='{"GPU-1": true}'),
         _envelope(protected="[]"),
+        _envelope(protected='["GPU-1", "GPU-1"]'),  # a GPU listed twice in protected
+        _envelope(protected='["GPU-1", "gpu-1", "GPU-1 "]'),  # three GPUs: UUIDs are compared exactly
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more="") + "]"),
+        _envelope(flexible="[" + ", ".join([_FLEX.format(floor=1, ceiling=5, more="")] * 2) + "]"),  # twice
+        _envelope(flexible="[" + _FLEX.format(floor=1, ceiling=5, more="").replace("GPU-2", "GPU-1") + "]"),  # both
+        _envelope(flexible="[" + _FLEX.format(floor='"1"', ceiling=5, more="").replace("GPU-2", "GPU-1") + "]"),
+        _envelope(protected='["GPU-1", "GPU-1"]', flexible="[" + _FLEX.format(floor=5, ceiling=1, more="") + "]"),
+        _envelope(protected='["GPU-1", "GPU-1"]', watts="-1"),
+        _envelope(protected='["GPU-1", "GPU-1", 2]'),
+        _envelope(extra='"protected": ["GPU-2"], "flexible": [{"uuid": "GPU-2", "floorWatts": 1, "ceilingWatts": 5}]'),
         _envelope(watts="1000000"),
         _envelope(watts="1000000.5"),
         _envelope(watts="-0.0"),
@@ -568,6 +601,80 @@ def test_a_floor_above_its_ceiling_is_refused_with_the_gpu_named() -> None:
         messages.NodeEnvelope(watts=2e6)
     with pytest.raises(messages.WireError, match=r"^validForSeconds: must be > 0"):
         messages.NodeEnvelope(watts=1, valid_for_seconds=0)
+
+
+def _pydantic_verdict(data: bytes) -> str:
+    """The values pydantic reads, or its first error as `WireError` words it (path: problem)."""
+    try:
+        return _canonical(wire.ReportReply.model_validate_json(data).model_dump())
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        return f"{'.'.join(map(str, first['loc']))}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def _our_verdict(data: bytes) -> str:
+    try:
+        return _canonical(dataclasses.asdict(messages.decode_reply(data)))
+    except messages.WireError as exc:
+        return str(exc)
+
+
+_FEW_GPUS = st.sampled_from(["GPU-1", "GPU-2", "GPU-3"])
+
+
+@st.composite
+def _crowded_envelopes(draw: st.DrawFn) -> bytes:
+    """Replies whose envelope lists three GPUs any number of times, in protected and flexible, now and then with a
+    floor above its ceiling: every rule of the envelope that spans its fields, alone and together."""
+    flexible = st.fixed_dictionaries(
+        {"uuid": _FEW_GPUS, "floorWatts": st.integers(0, 400), "ceilingWatts": st.integers(300, 700)},
+        optional={"priority": st.integers(0, 3)},
+    )
+    envelope = {
+        "watts": draw(st.integers(0, 3000)),
+        "protected": draw(st.lists(_FEW_GPUS, max_size=3)),
+        "flexible": draw(st.lists(flexible, max_size=4)),
+    }
+    return json.dumps({"envelope": envelope}).encode()
+
+
+@SETTINGS
+@given(data=_crowded_envelopes())
+def test_envelope_rules_refuse_with_pydantics_path_and_message(data: bytes) -> None:
+    assert _our_verdict(data) == _pydantic_verdict(data)
+
+
+@pytest.mark.parametrize(
+    ("protected", "flexible", "error"),
+    [
+        (["GPU-3", "GPU-1", "GPU-3"], [], "GPU 'GPU-3' is listed twice in protected"),
+        (["GPU-1"], ["GPU-3", "GPU-2", "GPU-3"], "GPU 'GPU-3' is listed twice in flexible"),
+        (["GPU-1", "GPU-3"], ["GPU-2", "GPU-3"], "GPU 'GPU-3' is listed both as protected and as flexible"),
+        # the first rule broken, in this order: twice in protected, twice in flexible, both
+        (["GPU-1", "GPU-2", "GPU-2"], ["GPU-1", "GPU-1"], "GPU 'GPU-2' is listed twice in protected"),
+        (["GPU-1"], ["GPU-1", "GPU-2", "GPU-2"], "GPU 'GPU-2' is listed twice in flexible"),
+        (["GPU-2", "GPU-1"], ["GPU-1", "GPU-2"], "GPU 'GPU-2' is listed both as protected and as flexible"),
+    ],
+)
+def test_a_gpu_listed_twice_or_in_both_lists_is_refused_with_the_gpu_named(
+    protected: list[str], flexible: list[str], error: str
+) -> None:
+    document = {
+        "watts": 1500,
+        "protected": protected,
+        "flexible": [{"uuid": uuid, "floorWatts": 200, "ceilingWatts": 450} for uuid in flexible],
+    }
+    data = json.dumps({"envelope": document}).encode()
+    with pytest.raises(messages.WireError, match=f"^envelope: {re.escape(error)}$") as refused:
+        messages.decode_reply(data)
+    assert refused.value.path == "envelope" and refused.value.problem == error
+    assert _pydantic_verdict(data) == f"envelope: {error}"
+    with pytest.raises(messages.WireError, match=f"^{re.escape(error)}$"):  # built directly: no path
+        messages.NodeEnvelope(
+            watts=1500,
+            protected=tuple(protected),
+            flexible=tuple(messages.FlexibleGpu(uuid=u, floor_watts=200, ceiling_watts=450) for u in flexible),
+        )
 
 
 def test_a_decoded_envelope_is_shared_as_the_policy_shares_it() -> None:

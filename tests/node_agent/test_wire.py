@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import typing
 
+import pydantic
 import pytest
 
 from tests.node_agent.fakes import FakeOperator
@@ -100,15 +102,41 @@ def test_missing_token_file_is_a_failed_report(tmp_path: pathlib.Path) -> None:
         assert op.reports == []
 
 
-def test_reply_that_does_not_match_the_schema(tmp_path: pathlib.Path) -> None:
+def _unchecked_envelope(protected: list[str], flexible: list[str]) -> wire.NodeEnvelope:
+    """An envelope as a faulty operator could send it: built without validation."""
+    gpus = [wire.FlexibleGpu(uuid=uuid, floor_watts=200, ceiling_watts=450) for uuid in flexible]
+    return wire.NodeEnvelope.model_construct(watts=1500, protected=protected, flexible=gpus, valid_for_seconds=3.0)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (wire.ReportReply.model_construct(next_report_interval_seconds=0.0), "nextReportIntervalSeconds: must be >="),
+        (
+            wire.ReportReply.model_construct(envelope=_unchecked_envelope(["GPU-1", "GPU-1"], [])),
+            "envelope: GPU 'GPU-1' is listed twice in protected",
+        ),
+        (
+            wire.ReportReply.model_construct(envelope=_unchecked_envelope([], ["GPU-3", "GPU-3"])),
+            "envelope: GPU 'GPU-3' is listed twice in flexible",
+        ),
+        (
+            wire.ReportReply.model_construct(envelope=_unchecked_envelope(["GPU-3"], ["GPU-3"])),
+            "envelope: GPU 'GPU-3' is listed both as protected and as flexible",
+        ),
+    ],
+    ids=["interval", "twice-protected", "twice-flexible", "both"],
+)
+def test_reply_that_does_not_match_the_schema(reply: wire.ReportReply, error: str) -> None:
     with FakeOperator() as op:
-        op.reply = wire.ReportReply.model_construct(next_report_interval_seconds=0.0)  # below the schema's minimum
+        op.reply = reply
         reporter = Reporter(op.url + "/", None)  # a trailing slash is fine
         try:
-            with pytest.raises(ReportFailed, match="does not match"):
+            with pytest.raises(ReportFailed, match="does not match") as failed:
                 reporter.send(agent_report())
         finally:
             reporter.close()
+    assert error in str(failed.value)
 
 
 def test_lean_entry_point_has_the_same_flags() -> None:
@@ -158,3 +186,25 @@ def test_envelope_on_the_wire_is_camel_case_and_checked() -> None:
     wire.NodeEnvelope(watts=20_000)  # a node's GPU watts may exceed one GPU's bound
     with pytest.raises(ValueError, match="priority"):
         wire.FlexibleGpu(uuid="GPU-2", floor_watts=1, ceiling_watts=2, priority=1001)
+
+
+@pytest.mark.parametrize(
+    ("protected", "flexible", "error"),
+    [
+        (["GPU-1", "GPU-3", "GPU-3"], ["GPU-2"], "GPU 'GPU-3' is listed twice in protected"),
+        (["GPU-1"], ["GPU-3", "GPU-2", "GPU-3"], "GPU 'GPU-3' is listed twice in flexible"),
+        (["GPU-1", "GPU-3"], ["GPU-2", "GPU-3"], "GPU 'GPU-3' is listed both as protected and as flexible"),
+    ],
+)
+def test_an_envelope_lists_each_gpu_once(protected: list[str], flexible: list[str], error: str) -> None:
+    """A GPU listed twice would have its draw counted twice; one both protected and flexible has no one rule."""
+    gpus = [wire.FlexibleGpu(uuid=uuid, floor_watts=200, ceiling_watts=450) for uuid in flexible]
+    with pytest.raises(ValueError, match=re.escape(error)):
+        wire.NodeEnvelope(watts=1500, protected=protected, flexible=gpus)
+    document = {
+        "envelope": {"watts": 1500, "protected": protected, "flexible": [g.model_dump(by_alias=True) for g in gpus]}
+    }
+    with pytest.raises(pydantic.ValidationError) as refused:
+        wire.ReportReply.model_validate_json(json.dumps(document))
+    [problem] = refused.value.errors()
+    assert problem["loc"] == ("envelope",) and problem["msg"] == f"Value error, {error}"

@@ -12,7 +12,9 @@ booleans, snake_case field names beside the camelCase ones, unknown fields ignor
   pydantic model would raise a ValidationError: a report the operator would refuse is never sent.
 - `encode` writes camelCase keys and leaves out None, as `WireModel.to_json` does; a non-finite reading in an
   unconstrained field (a temperature) is left out too, which pydantic writes as null: both mean "unknown".
-- `decode_reply` raises `WireError` naming the JSON path (`gpus.GPU-1.powerLimitWatts: ...`).
+- `decode_reply` raises `WireError` naming the JSON path (`gpus.GPU-1.powerLimitWatts: ...`). The envelope's
+  cross-field rules (a floor above its ceiling; a GPU listed twice in `protected` or `flexible`, or in both) are
+  refused with the same message and path as pydantic's model validators give.
 - A reply's node envelope converts to the policy's own (`NodeEnvelope.to_policy`), which the agent's fast loop
   re-shares with `wattwise.policy.envelope.share` (that module is dependency-free as well).
 """
@@ -26,7 +28,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar
 
 from wattwise.policy import envelope as policy_envelope
@@ -279,6 +281,7 @@ class NodeEnvelope:
     def __post_init__(self) -> None:
         _check(self.watts, "watts", ge=0, le=_MAX_NODE_WATTS)
         _check(self.valid_for_seconds, "validForSeconds", gt=0, le=60)
+        _each_gpu_listed_once(self.protected, [g.uuid for g in self.flexible])
 
     def to_policy(self, node: str) -> policy_envelope.NodeEnvelope:
         """The envelope as `wattwise.policy.envelope.share` takes it."""
@@ -290,6 +293,21 @@ class NodeEnvelope:
                 policy_envelope.FlexibleGpu(g.uuid, g.floor_watts, g.ceiling_watts, g.priority) for g in self.flexible
             ),
         )
+
+
+def _each_gpu_listed_once(protected: Sequence[str], flexible: Sequence[str]) -> None:
+    """`NodeEnvelope._each_gpu_listed_once` in wire.py: the first offending GPU, twice in `protected`, twice in
+    `flexible`, then in both."""
+    for name, uuids in (("protected", protected), ("flexible", flexible)):
+        seen: set[str] = set()
+        for uuid in uuids:
+            if uuid in seen:
+                raise WireError("", f"GPU {uuid!r} is listed twice in {name}")
+            seen.add(uuid)
+    in_flexible = set(flexible)
+    for uuid in protected:
+        if uuid in in_flexible:
+            raise WireError("", f"GPU {uuid!r} is listed both as protected and as flexible")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

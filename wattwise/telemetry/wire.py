@@ -39,6 +39,9 @@ next reply, so a critical burst takes its watts from tolerant GPUs on the same n
   `wattwise.policy.envelope.share()`: between their `floorWatts` and `ceilingWatts` and inside the GPU's own
   constraints, higher `priority` served first. Their directive `powerLimitWatts` is what applies without the
   envelope. A flexible GPU's floor never exceeds its ceiling (a reply saying otherwise is refused).
+- Each GPU is listed at most once in `protected` and `flexible` together: a reply listing one twice in either, or
+  in both, is refused (the error names the GPU). The agent would count a twice-listed GPU's draw twice, and a GPU
+  both protected and flexible has no one rule for its limit.
 - It holds for `validForSeconds` after the reply arrives: with no newer reply by then (or with no envelope in the
   reply), every GPU goes back to its directive limit, as before envelopes existed.
 - `GpuReport.capped` is the agent's verdict for each GPU an envelope set the limit of since the previous report:
@@ -49,6 +52,7 @@ next reply, so a critical burst takes its watts from tolerant GPUs on the same n
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -234,6 +238,30 @@ class NodeEnvelope(WireModel):
     flexible: list[FlexibleGpu] = []  #: GPUs that share what the protected ones leave
     #: the agent drops the envelope (back to the directive limits) when no newer reply arrived within this time
     valid_for_seconds: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+    @model_validator(mode="after")
+    def _each_gpu_listed_once(self) -> Self:
+        """Refused, naming the first offending GPU: twice in `protected`, twice in `flexible`, then in both."""
+        flexible = [g.uuid for g in self.flexible]
+        for name, uuids in (("protected", self.protected), ("flexible", flexible)):
+            twice = _first_repeat(uuids)
+            if twice is not None:
+                raise ValueError(f"GPU {twice!r} is listed twice in {name}")
+        in_flexible = set(flexible)
+        both = next((uuid for uuid in self.protected if uuid in in_flexible), None)
+        if both is not None:
+            raise ValueError(f"GPU {both!r} is listed both as protected and as flexible")
+        return self
+
+
+def _first_repeat(uuids: Iterable[str]) -> str | None:
+    """The first UUID seen for the second time, in order."""
+    seen: set[str] = set()
+    for uuid in uuids:
+        if uuid in seen:
+            return uuid
+        seen.add(uuid)
+    return None
 
 
 class ReportReply(WireModel):
