@@ -13,6 +13,7 @@ from wattwise.sim.gpu import (
     A100_SXM,
     CLOCK_EVENT_APPLICATIONS_CLOCKS,
     CLOCK_EVENT_GPU_IDLE,
+    CLOCK_EVENT_HW_SLOWDOWN,
     CLOCK_EVENT_SW_POWER_CAP,
     CLOCK_EVENT_SW_THERMAL_SLOWDOWN,
     GPU_SPECS,
@@ -234,3 +235,131 @@ def test_bank_rejects_out_of_range_limits_without_applying_any() -> None:
     with pytest.raises(ValueError, match="outside"):
         bank.set_power_limits(np.array([300.0, 100.0, 300.0]))
     assert list(bank.power_limit_w) == [700.0, 700.0, 700.0]
+
+
+class EagerBank:
+    """The model as first written: every reading computed at every step. `GpuBank` must match it bit for bit."""
+
+    def __init__(self, spec: GpuSpec, n: int, ambient_c: float = 25.0) -> None:
+        self.spec, self.n, self.ambient_c = spec, n, ambient_c
+        self.utilization, self.compute_fraction = np.zeros(n), np.full(n, 0.5)
+        self.power_limit_w, self.clock_lock_ratio = np.full(n, spec.default_limit_w), np.ones(n)
+        self.clocks_locked = np.zeros(n, dtype=bool)
+        self.demand_w, self.power_w, self.energy_j = np.full(n, spec.idle_w), np.full(n, spec.idle_w), np.zeros(n)
+        self.temperature_c = np.full(n, ambient_c + spec.thermal_resistance_c_per_w * spec.idle_w)
+        self.memory_temperature_c = np.full(n, ambient_c + spec.memory_thermal_resistance_c_per_w * spec.idle_w)
+        self.throughput_factor = np.ones(n)
+        self.sm_clock_mhz = np.full(n, float(spec.idle_sm_clock_mhz))
+        self.clock_event_reasons = np.full(n, CLOCK_EVENT_GPU_IDLE, dtype=np.int64)
+
+    def step(self, dt_s: float) -> None:
+        spec = self.spec
+        util, cf, lock = self.utilization, self.compute_fraction, self.clock_lock_ratio
+        hot = self.temperature_c >= spec.sw_slowdown_c
+        thermal = np.where(hot, 0.9, 1.0)
+        memory_clock_power = (1.0 - 0.6) * lock + 0.6
+        dynamic = util * (
+            cf * (spec.prefill_w - spec.idle_w) * lock**2
+            + (1.0 - cf) * (spec.decode_w - spec.idle_w) * memory_clock_power
+        )
+        target = spec.idle_w + dynamic * thermal
+        self.demand_w = target + (self.demand_w - target) * np.exp(-dt_s / spec.power_lag_s)
+        capped = self.demand_w > self.power_limit_w
+        self.power_w = np.minimum(self.demand_w, self.power_limit_w)
+        self.energy_j = self.energy_j + self.power_w * dt_s
+        relative = np.where(capped, self.power_limit_w / self.demand_w, 1.0)
+        compute_speed = calibration.compute_bound_curve()(relative) * lock
+        memory_speed = calibration.memory_bound_curve()(relative) * np.minimum(1.0, lock / 0.6)
+        mixed = 1.0 / (cf / np.maximum(compute_speed, 1e-9) + (1.0 - cf) / np.maximum(memory_speed, 1e-9))
+        self.throughput_factor = np.clip(mixed * thermal, 0.0, 1.0)
+        decay = np.exp(-dt_s / spec.thermal_tau_s)
+        core_target = self.ambient_c + spec.thermal_resistance_c_per_w * self.power_w
+        mem_target = self.ambient_c + spec.memory_thermal_resistance_c_per_w * self.power_w
+        self.temperature_c = core_target + (self.temperature_c - core_target) * decay
+        self.memory_temperature_c = mem_target + (self.memory_temperature_c - mem_target) * decay
+        dyn_allowed = np.maximum(self.power_w - spec.idle_w, 0.0)
+        dyn_wanted = np.maximum(self.demand_w - spec.idle_w, 1e-9)
+        clock_ratio = np.sqrt(np.minimum(dyn_allowed / dyn_wanted, 1.0)) * lock * thermal
+        busy_clock = np.maximum(spec.max_sm_clock_mhz * clock_ratio, spec.min_sm_clock_mhz)
+        busy = util > 0.0
+        self.sm_clock_mhz = np.where(busy, busy_clock, float(spec.idle_sm_clock_mhz))
+        reasons = np.zeros(self.n, dtype=np.int64)
+        reasons |= np.where(busy, 0, CLOCK_EVENT_GPU_IDLE)
+        reasons |= np.where(busy & capped, CLOCK_EVENT_SW_POWER_CAP, 0)
+        reasons |= np.where(busy & self.clocks_locked, CLOCK_EVENT_APPLICATIONS_CLOCKS, 0)
+        reasons |= np.where(hot, CLOCK_EVENT_SW_THERMAL_SLOWDOWN, 0)
+        reasons |= np.where(self.temperature_c >= spec.hw_slowdown_c, CLOCK_EVENT_HW_SLOWDOWN, 0)
+        self.clock_event_reasons = reasons
+
+
+READINGS = (
+    "power_w",
+    "demand_w",
+    "energy_j",
+    "power_limit_w",
+    "temperature_c",
+    "memory_temperature_c",
+    "throughput_factor",
+    "sm_clock_mhz",
+    "clock_event_reasons",
+    "clocks_locked",
+)
+
+
+@pytest.mark.parametrize("spec", [H100_SXM, A100_SXM, A40], ids=lambda s: s.name)
+def test_bank_is_bit_identical_to_the_eager_model_whatever_is_read_when(spec: GpuSpec) -> None:
+    """Readings derived from a step are computed when first read: changing the limits, clocks or load after a step
+    and reading later (or never) must give what computing them at the step gave, to the bit."""
+    rng = np.random.default_rng(7)
+    n = 6
+    bank, eager = GpuBank(spec, n, ambient_c=80.0), EagerBank(spec, n, ambient_c=80.0)  # a hot room: throttles too
+    seen = 0
+    for k in range(400):
+        util = np.clip(rng.uniform(-0.2, 1.5, n), 0.0, 1.0) * (rng.random(n) > 0.2)
+        cf = rng.uniform(0.0, 1.0, n)
+        bank.set_load(util, cf)
+        eager.utilization, eager.compute_fraction = util, cf
+        dt = float(rng.choice([0.1, 0.1, 0.05, rng.uniform(0.005, 2.0)]))
+        bank.step(dt)
+        eager.step(dt)
+        if rng.random() < 0.5:  # after the step, before it is read: must not show in its readings
+            i, watts = int(rng.integers(n)), float(rng.uniform(spec.min_limit_w, spec.max_limit_w))
+            bank.set_power_limit(i, watts)
+            eager.power_limit_w = eager.power_limit_w.copy()
+            eager.power_limit_w[i] = watts
+        if rng.random() < 0.1:
+            i, top = int(rng.integers(n)), int(rng.integers(spec.min_sm_clock_mhz, spec.max_sm_clock_mhz + 1))
+            bank.set_locked_clocks(i, spec.min_sm_clock_mhz, top)
+            eager.clock_lock_ratio = eager.clock_lock_ratio.copy()
+            eager.clock_lock_ratio[i] = top / spec.max_sm_clock_mhz
+            eager.clocks_locked = eager.clocks_locked.copy()
+            eager.clocks_locked[i] = True
+        elif rng.random() < 0.05:
+            i = int(rng.integers(n))
+            bank.reset_locked_clocks(i)
+            eager.clock_lock_ratio = eager.clock_lock_ratio.copy()
+            eager.clock_lock_ratio[i] = 1.0
+            eager.clocks_locked = eager.clocks_locked.copy()
+            eager.clocks_locked[i] = False
+        if k % 3 == 0 or k > 390:  # some steps are never read
+            for name in READINGS:
+                ours, theirs = getattr(bank, name), getattr(eager, name)
+                assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), (k, name)
+            seen |= int(np.bitwise_or.reduce(bank.clock_event_reasons))
+    every_reason = (
+        CLOCK_EVENT_GPU_IDLE
+        | CLOCK_EVENT_SW_POWER_CAP
+        | CLOCK_EVENT_APPLICATIONS_CLOCKS
+        | CLOCK_EVENT_SW_THERMAL_SLOWDOWN
+        | CLOCK_EVENT_HW_SLOWDOWN
+    )
+    assert seen == every_reason  # every branch of the model was taken
+
+
+def test_bank_inputs_are_read_only() -> None:
+    """A step's readings are computed from its inputs later: the inputs cannot change in place under them."""
+    bank = GpuBank(H100_SXM, 2)
+    bank.step(0.1)
+    for name in ("power_limit_w", "utilization", "clock_lock_ratio", "clocks_locked", "power_w", "temperature_c"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(bank, name)[0] = 1

@@ -21,8 +21,10 @@ from __future__ import annotations
 import random
 import uuid as uuid_lib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from wattwise.sim import calibration
 from wattwise.sim.calibration import FloatArray
@@ -121,8 +123,57 @@ def gpu_uuid(seed: int, index: int) -> str:
     return f"GPU-{uuid_lib.UUID(int=bits, version=4)}"
 
 
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+_A = TypeVar("_A", bound=np.ndarray)
+
+
+def _frozen(array: _A) -> _A:
+    """`array`, read-only: a bank's inputs and states are replaced, never changed in place."""
+    array.flags.writeable = False
+    return array
+
+
+def _replaced(array: _A, index: int, value: object) -> _A:
+    """A read-only copy of `array` with `value` at `index`."""
+    out = array.copy()
+    out[index] = value
+    return _frozen(out)
+
+
+@dataclass(slots=True)
+class _StepInputs:
+    """What one step computed with and arrived at: enough for the readings derived from it."""
+
+    util: FloatArray
+    cf: FloatArray
+    lock: FloatArray
+    clocks_locked: BoolArray
+    limit: FloatArray
+    hot: BoolArray
+    thermal: FloatArray
+    demand: FloatArray
+    power: FloatArray
+    capped: BoolArray
+    temperature_c: FloatArray
+
+
+@dataclass(slots=True)
+class _Derived:
+    """The readings derived from one step, each computed when first read (a new step makes a new one)."""
+
+    inputs: _StepInputs | None
+    throughput: FloatArray | None = None
+    sm_clock: FloatArray | None = None
+    reasons: IntArray | None = None
+
+
 class GpuBank:
-    """The physics of `count` GPUs of one model, stepped together; index i is one GPU."""
+    """The physics of `count` GPUs of one model, stepped together; index i is one GPU.
+
+    Inputs (load, limits, locked clocks) are replaced by the setters, never changed in place, and are read-only:
+    the readings derived from a step are computed from its inputs when first read (`step`).
+    """
 
     def __init__(self, spec: GpuSpec, count: int, *, ambient_c: float = 25.0) -> None:
         if count < 1:
@@ -131,21 +182,27 @@ class GpuBank:
         self.count = count
         self.ambient_c = ambient_c
         n = count
-        self.utilization: FloatArray = np.zeros(n)
-        self.compute_fraction: FloatArray = np.full(n, 0.5)
-        self.power_limit_w: FloatArray = np.full(n, spec.default_limit_w)
-        self.clock_lock_ratio: FloatArray = np.ones(n)  # locked max SM clock / max SM clock
-        self.clocks_locked = np.zeros(n, dtype=bool)
-        self.demand_w: FloatArray = np.full(n, spec.idle_w)  # lagged unlimited draw
-        self.power_w: FloatArray = np.full(n, spec.idle_w)
-        self.energy_j: FloatArray = np.zeros(n)
-        self.temperature_c: FloatArray = np.full(n, ambient_c + spec.thermal_resistance_c_per_w * spec.idle_w)
-        self.memory_temperature_c: FloatArray = np.full(
-            n, ambient_c + spec.memory_thermal_resistance_c_per_w * spec.idle_w
+        self.utilization: FloatArray = _frozen(np.zeros(n))
+        self.compute_fraction: FloatArray = _frozen(np.full(n, 0.5))
+        self.power_limit_w: FloatArray = _frozen(np.full(n, spec.default_limit_w))
+        self.clock_lock_ratio: FloatArray = _frozen(np.ones(n))  # locked max SM clock / max SM clock
+        self.clocks_locked: BoolArray = _frozen(np.zeros(n, dtype=bool))
+        self.demand_w: FloatArray = _frozen(np.full(n, spec.idle_w))  # lagged unlimited draw
+        self.power_w: FloatArray = _frozen(np.full(n, spec.idle_w))
+        self.energy_j: FloatArray = _frozen(np.zeros(n))
+        self.temperature_c: FloatArray = _frozen(np.full(n, ambient_c + spec.thermal_resistance_c_per_w * spec.idle_w))
+        self.memory_temperature_c: FloatArray = _frozen(
+            np.full(n, ambient_c + spec.memory_thermal_resistance_c_per_w * spec.idle_w)
         )
-        self.throughput_factor: FloatArray = np.ones(n)
-        self.sm_clock_mhz: FloatArray = np.full(n, float(spec.idle_sm_clock_mhz))
-        self.clock_event_reasons = np.full(n, CLOCK_EVENT_GPU_IDLE, dtype=np.int64)
+        #: the readings derived from the last step; before the first, an idle GPU's
+        self._derived = _Derived(
+            None,
+            throughput=np.ones(n),
+            sm_clock=np.full(n, float(spec.idle_sm_clock_mhz)),
+            reasons=np.full(n, CLOCK_EVENT_GPU_IDLE, dtype=np.int64),
+        )
+        self._decay_dt: float | None = None
+        self._decay: tuple[np.float64, np.float64] = (np.float64(1.0), np.float64(1.0))
         self._compute_curve = calibration.compute_bound_curve()
         self._memory_curve = calibration.memory_bound_curve()
 
@@ -153,18 +210,17 @@ class GpuBank:
 
     def set_load(self, utilization: FloatArray, compute_fraction: FloatArray) -> None:
         """Busy share (0..1) and compute-bound share of the work (0..1) of every GPU."""
-        self.utilization = np.clip(np.asarray(utilization, dtype=np.float64), 0.0, 1.0)
-        self.compute_fraction = np.clip(np.asarray(compute_fraction, dtype=np.float64), 0.0, 1.0)
+        self.utilization = _frozen(np.clip(np.asarray(utilization, dtype=np.float64), 0.0, 1.0))
+        self.compute_fraction = _frozen(np.clip(np.asarray(compute_fraction, dtype=np.float64), 0.0, 1.0))
 
     def set_power_limit(self, index: int, watts: float) -> None:
         """Enforce a limit on one GPU; ValueError outside the GPU's [min, max], like NVML."""
         spec = self.spec
         if not spec.min_limit_w <= watts <= spec.max_limit_w:
             raise ValueError(
-                f"power limit {watts:.1f} W outside [{spec.min_limit_w:.0f}, {spec.max_limit_w:.0f}] W "
-                f"for {spec.name}"
+                f"power limit {watts:.1f} W outside [{spec.min_limit_w:.0f}, {spec.max_limit_w:.0f}] W for {spec.name}"
             )
-        self.power_limit_w[index] = watts
+        self.power_limit_w = _replaced(self.power_limit_w, index, watts)
 
     def set_power_limits(self, watts: FloatArray) -> None:
         """Enforce every GPU's limit at once; ValueError (and nothing applied) if any is out of range."""
@@ -175,7 +231,7 @@ class GpuBank:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             self.set_power_limit(i, float(watts[i]))  # raises with the message
-        self.power_limit_w = watts.copy()
+        self.power_limit_w = _frozen(watts.copy())
 
     def set_locked_clocks(self, index: int, min_mhz: int, max_mhz: int) -> None:
         spec = self.spec
@@ -184,17 +240,22 @@ class GpuBank:
                 f"locked clocks [{min_mhz}, {max_mhz}] MHz outside "
                 f"[{spec.min_sm_clock_mhz}, {spec.max_sm_clock_mhz}] MHz or min > max for {spec.name}"
             )
-        self.clock_lock_ratio[index] = max_mhz / spec.max_sm_clock_mhz
-        self.clocks_locked[index] = True
+        self.clock_lock_ratio = _replaced(self.clock_lock_ratio, index, max_mhz / spec.max_sm_clock_mhz)
+        self.clocks_locked = _replaced(self.clocks_locked, index, True)
 
     def reset_locked_clocks(self, index: int) -> None:
-        self.clock_lock_ratio[index] = 1.0
-        self.clocks_locked[index] = False
+        self.clock_lock_ratio = _replaced(self.clock_lock_ratio, index, 1.0)
+        self.clocks_locked = _replaced(self.clocks_locked, index, False)
 
     # -- physics --------------------------------------------------------------------------------------------
 
     def step(self, dt_s: float) -> None:
-        """Advance power lag, the limit's clipping, thermals, energy and the derived readings by dt_s."""
+        """Advance power lag, the limit's clipping, thermals and energy by dt_s.
+
+        The readings derived from a step alone (`throughput_factor`, `sm_clock_mhz`, `clock_event_reasons`) are
+        computed from its inputs when first read: the node agent's simulated GPUs step 10 times a second and read
+        clocks once, the fleet reads only the throughput.
+        """
         if dt_s <= 0:
             raise ValueError("dt_s must be positive")
         spec = self.spec
@@ -208,39 +269,77 @@ class GpuBank:
             + (1.0 - cf) * (spec.decode_w - spec.idle_w) * memory_clock_power
         )
         target = spec.idle_w + dynamic * thermal
-        self.demand_w = target + (self.demand_w - target) * np.exp(-dt_s / spec.power_lag_s)
-        capped = self.demand_w > self.power_limit_w
-        self.power_w = np.minimum(self.demand_w, self.power_limit_w)
-        self.energy_j = self.energy_j + self.power_w * dt_s
+        power_decay, thermal_decay = self._decays(dt_s)
+        demand = _frozen(target + (self.demand_w - target) * power_decay)
+        limit = self.power_limit_w
+        capped = demand > limit
+        power = _frozen(np.minimum(demand, limit))
+        self.demand_w, self.power_w = demand, power
+        self.energy_j = _frozen(self.energy_j + power * dt_s)
 
-        relative = np.where(capped, self.power_limit_w / self.demand_w, 1.0)
-        compute_speed = self._compute_curve(relative) * lock
-        memory_speed = self._memory_curve(relative) * np.minimum(1.0, lock / _MEMORY_BOUND_CLOCK_NEED)
-        # Time-weighted mix: the compute share runs at compute_speed, the rest at memory_speed.
-        mixed = 1.0 / (cf / np.maximum(compute_speed, 1e-9) + (1.0 - cf) / np.maximum(memory_speed, 1e-9))
-        self.throughput_factor = np.clip(mixed * thermal, 0.0, 1.0)
+        core_target = self.ambient_c + spec.thermal_resistance_c_per_w * power
+        mem_target = self.ambient_c + spec.memory_thermal_resistance_c_per_w * power
+        temperature = self.temperature_c = _frozen(core_target + (self.temperature_c - core_target) * thermal_decay)
+        self.memory_temperature_c = _frozen(mem_target + (self.memory_temperature_c - mem_target) * thermal_decay)
+        self._derived = _Derived(
+            _StepInputs(util, cf, lock, self.clocks_locked, limit, hot, thermal, demand, power, capped, temperature)
+        )
 
-        decay = np.exp(-dt_s / spec.thermal_tau_s)
-        core_target = self.ambient_c + spec.thermal_resistance_c_per_w * self.power_w
-        mem_target = self.ambient_c + spec.memory_thermal_resistance_c_per_w * self.power_w
-        self.temperature_c = core_target + (self.temperature_c - core_target) * decay
-        self.memory_temperature_c = mem_target + (self.memory_temperature_c - mem_target) * decay
+    def _decays(self, dt_s: float) -> tuple[np.float64, np.float64]:
+        """exp(-dt / tau) of the power lag and of the thermal model (the fleet steps by one dt throughout)."""
+        if self._decay_dt != dt_s:
+            spec = self.spec
+            self._decay_dt = dt_s
+            self._decay = (np.exp(-dt_s / spec.power_lag_s), np.exp(-dt_s / spec.thermal_tau_s))
+        return self._decay
 
-        # Clocks: the capped share of dynamic power sets the SM clock (P ~ f^2 near the top of the V/f curve).
-        dyn_allowed = np.maximum(self.power_w - spec.idle_w, 0.0)
-        dyn_wanted = np.maximum(self.demand_w - spec.idle_w, 1e-9)
-        clock_ratio = np.sqrt(np.minimum(dyn_allowed / dyn_wanted, 1.0)) * lock * thermal
-        busy_clock = np.maximum(spec.max_sm_clock_mhz * clock_ratio, spec.min_sm_clock_mhz)
-        busy = util > 0.0
-        self.sm_clock_mhz = np.where(busy, busy_clock, float(spec.idle_sm_clock_mhz))
+    @property
+    def throughput_factor(self) -> FloatArray:
+        """Share of its unlimited speed each GPU's work kept over the last step."""
+        derived = self._derived
+        if derived.throughput is None:
+            s = derived.inputs
+            assert s is not None  # set by every step; the bank starts with the readings of an idle GPU
+            relative = np.where(s.capped, s.limit / s.demand, 1.0)
+            compute_speed = self._compute_curve(relative) * s.lock
+            memory_speed = self._memory_curve(relative) * np.minimum(1.0, s.lock / _MEMORY_BOUND_CLOCK_NEED)
+            # Time-weighted mix: the compute share runs at compute_speed, the rest at memory_speed.
+            mixed = 1.0 / (s.cf / np.maximum(compute_speed, 1e-9) + (1.0 - s.cf) / np.maximum(memory_speed, 1e-9))
+            derived.throughput = np.clip(mixed * s.thermal, 0.0, 1.0)
+        return derived.throughput
 
-        reasons = np.zeros(self.count, dtype=np.int64)
-        reasons |= np.where(busy, 0, CLOCK_EVENT_GPU_IDLE)
-        reasons |= np.where(busy & capped, CLOCK_EVENT_SW_POWER_CAP, 0)
-        reasons |= np.where(busy & self.clocks_locked, CLOCK_EVENT_APPLICATIONS_CLOCKS, 0)
-        reasons |= np.where(hot, CLOCK_EVENT_SW_THERMAL_SLOWDOWN, 0)
-        reasons |= np.where(self.temperature_c >= spec.hw_slowdown_c, CLOCK_EVENT_HW_SLOWDOWN, 0)
-        self.clock_event_reasons = reasons
+    @property
+    def sm_clock_mhz(self) -> FloatArray:
+        """The SM clock after the last step: the capped share of dynamic power sets it (P ~ f^2 near the top of
+        the V/f curve)."""
+        derived = self._derived
+        if derived.sm_clock is None:
+            s = derived.inputs
+            assert s is not None
+            spec = self.spec
+            dyn_allowed = np.maximum(s.power - spec.idle_w, 0.0)
+            dyn_wanted = np.maximum(s.demand - spec.idle_w, 1e-9)
+            clock_ratio = np.sqrt(np.minimum(dyn_allowed / dyn_wanted, 1.0)) * s.lock * s.thermal
+            busy_clock = np.maximum(spec.max_sm_clock_mhz * clock_ratio, spec.min_sm_clock_mhz)
+            derived.sm_clock = np.where(s.util > 0.0, busy_clock, float(spec.idle_sm_clock_mhz))
+        return derived.sm_clock
+
+    @property
+    def clock_event_reasons(self) -> IntArray:
+        """nvmlClocksEventReason* bits after the last step."""
+        derived = self._derived
+        if derived.reasons is None:
+            s = derived.inputs
+            assert s is not None
+            busy = s.util > 0.0
+            reasons = np.zeros(self.count, dtype=np.int64)
+            reasons |= np.where(busy, 0, CLOCK_EVENT_GPU_IDLE)
+            reasons |= np.where(busy & s.capped, CLOCK_EVENT_SW_POWER_CAP, 0)
+            reasons |= np.where(busy & s.clocks_locked, CLOCK_EVENT_APPLICATIONS_CLOCKS, 0)
+            reasons |= np.where(s.hot, CLOCK_EVENT_SW_THERMAL_SLOWDOWN, 0)
+            reasons |= np.where(s.temperature_c >= self.spec.hw_slowdown_c, CLOCK_EVENT_HW_SLOWDOWN, 0)
+            derived.reasons = reasons
+        return derived.reasons
 
     @property
     def utilization_memory(self) -> FloatArray:
