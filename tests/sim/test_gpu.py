@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from wattwise.sim import calibration
+from wattwise.sim.calibration import FloatArray
 from wattwise.sim.gpu import (
     A40,
     A100_SXM,
@@ -21,6 +23,7 @@ from wattwise.sim.gpu import (
     GpuBank,
     GpuSpec,
     SimulatedGpu,
+    SmallGpuBank,
 )
 
 
@@ -252,6 +255,22 @@ class EagerBank:
         self.sm_clock_mhz = np.full(n, float(spec.idle_sm_clock_mhz))
         self.clock_event_reasons = np.full(n, CLOCK_EVENT_GPU_IDLE, dtype=np.int64)
 
+    def set_load(self, utilization: FloatArray, compute_fraction: FloatArray) -> None:
+        self.utilization = np.clip(np.asarray(utilization, dtype=np.float64), 0.0, 1.0)
+        self.compute_fraction = np.clip(np.asarray(compute_fraction, dtype=np.float64), 0.0, 1.0)
+
+    def set_power_limit(self, index: int, watts: float) -> None:
+        self.power_limit_w = self.power_limit_w.copy()
+        self.power_limit_w[index] = watts
+
+    def set_locked_clocks(self, index: int, min_mhz: int, max_mhz: int) -> None:
+        self.clock_lock_ratio, self.clocks_locked = self.clock_lock_ratio.copy(), self.clocks_locked.copy()
+        self.clock_lock_ratio[index], self.clocks_locked[index] = max_mhz / self.spec.max_sm_clock_mhz, True
+
+    def reset_locked_clocks(self, index: int) -> None:
+        self.clock_lock_ratio, self.clocks_locked = self.clock_lock_ratio.copy(), self.clocks_locked.copy()
+        self.clock_lock_ratio[index], self.clocks_locked[index] = 1.0, False
+
     def step(self, dt_s: float) -> None:
         spec = self.spec
         util, cf, lock = self.utilization, self.compute_fraction, self.clock_lock_ratio
@@ -306,54 +325,86 @@ READINGS = (
 )
 
 
+Bank = GpuBank | SmallGpuBank | EagerBank
+
+
+def drive(banks: list[Bank], spec: GpuSpec, n: int, steps: int = 400) -> Iterator[int]:
+    """A random run: loads, steps of varying length, and limits and clocks changed between a step and its reads;
+    yields after each step whose readings the caller should compare (not every one: some are never read)."""
+    rng = np.random.default_rng(7)
+    for k in range(steps):
+        util = np.clip(rng.uniform(-0.2, 1.5, n), 0.0, 1.0) * (rng.random(n) > 0.2)
+        util[0] = -0.0 if k % 7 == 0 else util[0]  # np.clip keeps the sign of zero
+        cf = rng.uniform(-0.1, 1.0, n)
+        dt = float(rng.choice([0.1, 0.1, 0.05, rng.uniform(0.005, 2.0)]))
+        for bank in banks:
+            bank.set_load(util, cf)
+            bank.step(dt)
+        if rng.random() < 0.5:  # after the step, before it is read: must not show in its readings
+            i, watts = int(rng.integers(n)), float(rng.uniform(spec.min_limit_w, spec.max_limit_w))
+            for bank in banks:
+                bank.set_power_limit(i, watts)
+        if rng.random() < 0.1:
+            i, top = int(rng.integers(n)), int(rng.integers(spec.min_sm_clock_mhz, spec.max_sm_clock_mhz + 1))
+            for bank in banks:
+                bank.set_locked_clocks(i, spec.min_sm_clock_mhz, top)
+        elif rng.random() < 0.05:
+            i = int(rng.integers(n))
+            for bank in banks:
+                bank.reset_locked_clocks(i)
+        if k % 3 == 0 or k > steps - 10:
+            yield k
+
+
+EVERY_REASON = (
+    CLOCK_EVENT_GPU_IDLE
+    | CLOCK_EVENT_SW_POWER_CAP
+    | CLOCK_EVENT_APPLICATIONS_CLOCKS
+    | CLOCK_EVENT_SW_THERMAL_SLOWDOWN
+    | CLOCK_EVENT_HW_SLOWDOWN
+)
+
+
+def same_bits(ours: object, theirs: object) -> bool:
+    a, b = np.asarray(ours), np.asarray(theirs)
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
 @pytest.mark.parametrize("spec", [H100_SXM, A100_SXM, A40], ids=lambda s: s.name)
 def test_bank_is_bit_identical_to_the_eager_model_whatever_is_read_when(spec: GpuSpec) -> None:
     """Readings derived from a step are computed when first read: changing the limits, clocks or load after a step
     and reading later (or never) must give what computing them at the step gave, to the bit."""
-    rng = np.random.default_rng(7)
     n = 6
     bank, eager = GpuBank(spec, n, ambient_c=80.0), EagerBank(spec, n, ambient_c=80.0)  # a hot room: throttles too
     seen = 0
-    for k in range(400):
-        util = np.clip(rng.uniform(-0.2, 1.5, n), 0.0, 1.0) * (rng.random(n) > 0.2)
-        cf = rng.uniform(0.0, 1.0, n)
-        bank.set_load(util, cf)
-        eager.utilization, eager.compute_fraction = util, cf
-        dt = float(rng.choice([0.1, 0.1, 0.05, rng.uniform(0.005, 2.0)]))
-        bank.step(dt)
-        eager.step(dt)
-        if rng.random() < 0.5:  # after the step, before it is read: must not show in its readings
-            i, watts = int(rng.integers(n)), float(rng.uniform(spec.min_limit_w, spec.max_limit_w))
-            bank.set_power_limit(i, watts)
-            eager.power_limit_w = eager.power_limit_w.copy()
-            eager.power_limit_w[i] = watts
-        if rng.random() < 0.1:
-            i, top = int(rng.integers(n)), int(rng.integers(spec.min_sm_clock_mhz, spec.max_sm_clock_mhz + 1))
-            bank.set_locked_clocks(i, spec.min_sm_clock_mhz, top)
-            eager.clock_lock_ratio = eager.clock_lock_ratio.copy()
-            eager.clock_lock_ratio[i] = top / spec.max_sm_clock_mhz
-            eager.clocks_locked = eager.clocks_locked.copy()
-            eager.clocks_locked[i] = True
-        elif rng.random() < 0.05:
-            i = int(rng.integers(n))
-            bank.reset_locked_clocks(i)
-            eager.clock_lock_ratio = eager.clock_lock_ratio.copy()
-            eager.clock_lock_ratio[i] = 1.0
-            eager.clocks_locked = eager.clocks_locked.copy()
-            eager.clocks_locked[i] = False
-        if k % 3 == 0 or k > 390:  # some steps are never read
-            for name in READINGS:
-                ours, theirs = getattr(bank, name), getattr(eager, name)
-                assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), (k, name)
-            seen |= int(np.bitwise_or.reduce(bank.clock_event_reasons))
-    every_reason = (
-        CLOCK_EVENT_GPU_IDLE
-        | CLOCK_EVENT_SW_POWER_CAP
-        | CLOCK_EVENT_APPLICATIONS_CLOCKS
-        | CLOCK_EVENT_SW_THERMAL_SLOWDOWN
-        | CLOCK_EVENT_HW_SLOWDOWN
-    )
-    assert seen == every_reason  # every branch of the model was taken
+    for k in drive([bank, eager], spec, n):
+        for name in READINGS:
+            assert same_bits(getattr(bank, name), getattr(eager, name)), (k, name)
+        seen |= int(np.bitwise_or.reduce(bank.clock_event_reasons))
+    assert seen == EVERY_REASON  # every branch of the model was taken
+
+
+@pytest.mark.parametrize("spec", [H100_SXM, A100_SXM, A40], ids=lambda s: s.name)
+def test_small_bank_is_gpu_bank_in_python_floats_to_the_bit(spec: GpuSpec) -> None:
+    """The node agent's simulated GPUs step a SmallGpuBank: the fleet's physics, whatever the step lengths."""
+    n = 6
+    bank, small = GpuBank(spec, n, ambient_c=80.0), SmallGpuBank(spec, n, ambient_c=80.0)
+    for name in (*READINGS, "utilization", "compute_fraction", "utilization_memory"):
+        assert same_bits(getattr(small, name), getattr(bank, name)), ("before any step", name)
+    seen = 0
+    for k in drive([bank, small], spec, n):
+        for name in (*READINGS, "utilization", "compute_fraction", "utilization_memory"):
+            assert same_bits(getattr(small, name), getattr(bank, name)), (k, name)
+        seen |= int(np.bitwise_or.reduce(bank.clock_event_reasons))
+    assert seen == EVERY_REASON
+    with pytest.raises(ValueError, match="outside"):
+        small.set_power_limit(0, spec.max_limit_w + 1)
+    with pytest.raises(ValueError, match="outside"):
+        small.set_locked_clocks(0, spec.min_sm_clock_mhz, spec.max_sm_clock_mhz + 1)
+    with pytest.raises(ValueError, match="positive"):
+        small.step(0.0)
+    with pytest.raises(ValueError, match="expected 6 loads"):
+        small.set_load([0.5], [0.5])
 
 
 def test_bank_inputs_are_read_only() -> None:
