@@ -82,6 +82,49 @@ def test_load_is_deterministic_by_seed_and_varies() -> None:
     assert len(utils) > 10 and all(0.0 <= u <= 1.0 for u in utils)
 
 
+def test_nvml_answers_are_the_gpus_state_after_every_step_write_and_pin() -> None:
+    """NVML's units of the simulated GPUs' state: after every step, and at once after a limit, locked clocks or a
+    pinned load (readings are kept as Python floats between steps)."""
+    clock = ManualClock()
+    lib = started(count=3, clock=clock)
+    bank = lib._bank  # the physics behind the NVML surface
+    assert bank is not None
+    handles = [lib.nvmlDeviceGetHandleByIndex(i) for i in range(3)]
+
+    def check() -> None:
+        for i, h in enumerate(handles):
+            (field,) = lib.nvmlDeviceGetFieldValues(h, [(pynvml.NVML_FI_DEV_POWER_INSTANT, 0)])
+            assert field.value.uiVal == round(float(bank.power_w[i]) * 1000)
+            assert lib.nvmlDeviceGetEnforcedPowerLimit(h) == round(float(bank.power_limit_w[i]) * 1000)
+            assert lib.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU) == round(float(bank.temperature_c[i]))
+            assert lib.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM) == round(float(bank.sm_clock_mhz[i]))
+            assert lib.nvmlDeviceGetCurrentClocksEventReasons(h) == int(bank.clock_event_reasons[i])
+            util = lib.nvmlDeviceGetUtilizationRates(h)
+            assert util.gpu == round(float(bank.utilization[i]) * 100)
+            assert util.memory == round(float(bank.utilization_memory[i]) * 100)
+            assert lib.nvmlDeviceGetTotalEnergyConsumption(h) == int(float(bank.energy_j[i]) * 1000)
+            assert lib.gpus[i].clocks_locked == bool(bank.clocks_locked[i])
+
+    powers = set()
+    for k in range(30):
+        clock.advance(0.7)
+        check()
+        powers.add(lib.nvmlDeviceGetPowerUsage(handles[0]))
+        if k == 5:
+            lib.nvmlDeviceSetPowerManagementLimit(handles[1], 250_000)
+            assert lib.nvmlDeviceGetEnforcedPowerLimit(handles[1]) == 250_000  # at once, no step in between
+        if k == 10:
+            lib.nvmlDeviceSetGpuLockedClocks(handles[2], 500, 1200)
+            assert lib.gpus[2].clocks_locked
+        if k == 15:
+            lib.set_load(0, 1.0, 1.0)
+        if k == 20:
+            lib.nvmlDeviceResetGpuLockedClocks(handles[2])
+            assert not lib.gpus[2].clocks_locked
+        check()
+    assert lib.gpus[0].utilization_gpu == 100 and len(powers) > 10
+
+
 def test_same_seed_same_uuids() -> None:
     a, b = started(seed=4), started(seed=4)
     ua = [a.nvmlDeviceGetUUID(a.nvmlDeviceGetHandleByIndex(i)) for i in range(2)]

@@ -6,9 +6,10 @@ runs. It behaves as NVML does where the agent can tell: calls before `nvmlInit` 
 an out-of-range limit raises NVMLError_InvalidArgument, a lost GPU raises NVMLError_GpuIsLost on every call.
 The errors are the real `pynvml.NVMLError_*` classes, so `except pynvml.NVMLError_NotSupported` works.
 
-The GPUs (one `wattwise.sim.gpu.GpuBank`, stepped together) are stepped on the wall clock (monotonic) at every
-read, and driven by a synthetic load that is a pure function of (seed, GPU index, time): the same seed gives the
-same load curve whatever the sample times.
+The GPUs (one `wattwise.sim.gpu.SmallGpuBank`, stepped together: the fleet simulator's physics in Python floats,
+which at 8 GPUs costs a fraction of numpy's per-call overhead) are stepped on the wall clock (monotonic) at every
+read (at most every 5 ms), and driven by a synthetic load that is a pure function of (seed, GPU index, time): the
+same seed gives the same load curve whatever the sample times.
 Tests may pin a GPU's load (`set_load`) or lose a GPU (`lose`, or `lose_after` for `--sim-lose`).
 
 Power, as the driver reports it: `nvmlDeviceGetPowerUsage` is the mean of the last second on Ampere (except GA100)
@@ -29,10 +30,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-import numpy as np
 import pynvml
 
-from wattwise.sim.gpu import GPU_SPECS, GpuBank, GpuSpec, gpu_uuid
+from wattwise.sim.gpu import GPU_SPECS, GpuSpec, SmallGpuBank, gpu_uuid
 
 #: Seconds between the synthetic load's way-points; load moves linearly between them.
 LOAD_SEGMENT_S = 20.0
@@ -42,6 +42,11 @@ AVERAGED_POWER_USAGE = frozenset({"h100", "a40"})
 POWER_USAGE_WINDOW_S = 1.0
 #: Power fields answer for the GPU alone; the module scope (GPU + NVIDIA CPU) exists on Grace Hopper, not behind x86.
 _SCOPE_GPU = pynvml.NVML_POWER_SCOPE_GPU
+_FI_MEMORY_TEMP = pynvml.NVML_FI_DEV_MEMORY_TEMP
+_FI_POWER_INSTANT = pynvml.NVML_FI_DEV_POWER_INSTANT
+_SUCCESS = pynvml.NVML_SUCCESS
+_NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
+_UNSIGNED_INT = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
 
 
 class _Handle:
@@ -71,7 +76,7 @@ class FieldValue:
 
     fieldId: int
     nvmlReturn: int
-    valueType: int = 1  # NVML_VALUE_TYPE_UNSIGNED_INT
+    valueType: int = _UNSIGNED_INT
     value: _Value = dataclasses.field(default_factory=_Value)
     scopeId: int = 0
     timestamp: int = 0  # microseconds
@@ -99,11 +104,11 @@ def _waypoint(seed: int, index: int, k: int) -> tuple[float, float]:
 
 
 class SimGpu:
-    """One simulated GPU: index `index` of the node's `GpuBank`, with the readings NVML gives in its units' terms."""
+    """One simulated GPU: index `index` of the node's bank, with the readings NVML gives in its units' terms."""
 
     __slots__ = ("_bank", "index", "uuid")
 
-    def __init__(self, bank: GpuBank, index: int, uuid: str) -> None:
+    def __init__(self, bank: SmallGpuBank, index: int, uuid: str) -> None:
         self._bank = bank
         self.index = index
         self.uuid = uuid
@@ -123,28 +128,28 @@ class SimGpu:
 
     @property
     def power_limit_w(self) -> float:
-        return float(self._bank.power_limit_w[self.index])
+        return self._bank.power_limit_w[self.index]
 
     @property
     def power_w(self) -> float:
         """Drawn at this instant (after the last step)."""
-        return float(self._bank.power_w[self.index])
+        return self._bank.power_w[self.index]
 
     @property
     def energy_j(self) -> float:
-        return float(self._bank.energy_j[self.index])
+        return self._bank.energy_j[self.index]
 
     @property
     def temperature_c(self) -> float:
-        return float(self._bank.temperature_c[self.index])
+        return self._bank.temperature_c[self.index]
 
     @property
     def memory_temperature_c(self) -> float:
-        return float(self._bank.memory_temperature_c[self.index])
+        return self._bank.memory_temperature_c[self.index]
 
     @property
     def sm_clock_mhz(self) -> int:
-        return round(float(self._bank.sm_clock_mhz[self.index]))
+        return round(self._bank.sm_clock_mhz[self.index])
 
     @property
     def mem_clock_mhz(self) -> int:
@@ -152,19 +157,19 @@ class SimGpu:
 
     @property
     def utilization_gpu(self) -> int:
-        return round(float(self._bank.utilization[self.index]) * 100)
+        return round(self._bank.utilization[self.index] * 100)
 
     @property
     def utilization_memory(self) -> int:
-        return round(float(self._bank.utilization_memory[self.index]) * 100)
+        return round(self._bank.utilization_memory[self.index] * 100)
 
     @property
     def clock_event_reasons(self) -> int:
-        return int(self._bank.clock_event_reasons[self.index])
+        return self._bank.clock_event_reasons[self.index]
 
     @property
     def clocks_locked(self) -> bool:
-        return bool(self._bank.clocks_locked[self.index])
+        return self._bank.clocks_locked[self.index]
 
 
 class SimNvml:
@@ -184,12 +189,12 @@ class SimNvml:
         if model not in GPU_SPECS:
             raise ValueError(f"unknown GPU model {model!r}; have {', '.join(sorted(GPU_SPECS))}")
         # one bank steps every GPU at once: the envelope loop makes the GPUs step 10 times a second
-        bank = self._bank = GpuBank(GPU_SPECS[model], count) if count > 0 else None
+        bank = self._bank = SmallGpuBank(GPU_SPECS[model], count) if count > 0 else None
         self.gpus = [SimGpu(bank, i, gpu_uuid(seed, i)) for i in range(count)] if bank is not None else []
         self.power_instant = power_instant
         self._averaged = model in AVERAGED_POWER_USAGE
-        #: per GPU, (time, energy J) after each step over the last POWER_USAGE_WINDOW_S, for the averaged reading
-        self._energy_history = [collections.deque[tuple[float, float]]() for _ in self.gpus]
+        #: (time, every GPU's energy J) after each step over the last POWER_USAGE_WINDOW_S, for the averaged reading
+        self._energy_history = collections.deque[tuple[float, tuple[float, ...]]]()
         self._seed = seed
         self._monotonic = monotonic
         self._t0 = monotonic()
@@ -232,15 +237,14 @@ class SimNvml:
             return
         t = now - self._t0
         loads = [self._pinned.get(i) or synthetic_load(self._seed, i, t) for i in range(bank.count)]
-        bank.set_load(np.array([u for u, _ in loads]), np.array([c for _, c in loads]))
-        before = bank.energy_j.copy()
+        bank.set_load([u for u, _ in loads], [c for _, c in loads])
+        history = self._energy_history
+        if not history:
+            history.append((now - dt, bank.energy_j))
         bank.step(dt)
-        for i, history in enumerate(self._energy_history):
-            if not history:
-                history.append((now - dt, float(before[i])))
-            history.append((now, float(bank.energy_j[i])))
-            while len(history) > 2 and history[1][0] <= now - POWER_USAGE_WINDOW_S:
-                history.popleft()
+        history.append((now, bank.energy_j))  # a step replaces the tuple, never changes it
+        while len(history) > 2 and history[1][0] <= now - POWER_USAGE_WINDOW_S:
+            history.popleft()
 
     def _gpu(self, handle: Any) -> SimGpu:
         if not self._initialised:
@@ -293,11 +297,11 @@ class SimNvml:
         if not self._averaged:
             return round(gpu.power_w * 1000)
         with self._lock:
-            history = self._energy_history[gpu.index]
+            history = self._energy_history
             if len(history) < 2:
                 return round(gpu.power_w * 1000)
             (t0, e0), (t1, e1) = history[0], history[-1]
-        return round((e1 - e0) / (t1 - t0) * 1000)
+        return round((e1[gpu.index] - e0[gpu.index]) / (t1 - t0) * 1000)
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: _Handle) -> int:
         return int(self._gpu(h).energy_j * 1000)
@@ -346,12 +350,13 @@ class SimNvml:
         out = []
         for item in field_ids:
             fid, scope = item if isinstance(item, tuple) else (item, 0)
-            value = FieldValue(fid, pynvml.NVML_ERROR_NOT_SUPPORTED, scopeId=scope, timestamp=stamp)
-            if fid == pynvml.NVML_FI_DEV_MEMORY_TEMP:
-                value.nvmlReturn, value.value = pynvml.NVML_SUCCESS, _Value(uiVal=round(gpu.memory_temperature_c))
-            elif fid == pynvml.NVML_FI_DEV_POWER_INSTANT and self.power_instant and scope == _SCOPE_GPU:
-                value.nvmlReturn, value.value = pynvml.NVML_SUCCESS, _Value(uiVal=round(gpu.power_w * 1000))
-            out.append(value)
+            if fid == _FI_MEMORY_TEMP:
+                code, value = _SUCCESS, _Value(0.0, round(gpu.memory_temperature_c))
+            elif fid == _FI_POWER_INSTANT and self.power_instant and scope == _SCOPE_GPU:
+                code, value = _SUCCESS, _Value(0.0, round(gpu.power_w * 1000))
+            else:
+                code, value = _NOT_SUPPORTED, _Value()
+            out.append(FieldValue(fid, code, _UNSIGNED_INT, value, scope, stamp))
         return out
 
     def nvmlDeviceSetPowerManagementLimit(self, h: _Handle, limit_mw: int) -> None:
