@@ -89,10 +89,21 @@ def synthetic_load(seed: int, index: int, t_s: float) -> tuple[float, float]:
     A mix of busy and quiet stretches with prefill-heavy and decode-heavy phases, enough to move power, clocks
     and throttle reasons the way an inference server does.
     """
+    k, frac = _segment(t_s)
+    (u0, du, c0, dc) = _segment_loads(seed, index, k)
+    return u0 + du * frac, c0 + dc * frac
+
+
+def _segment(t_s: float) -> tuple[int, float]:
+    """(the way-point before `t_s`, how far `t_s` is on the way to the next one, 0..1)."""
     k = max(0, math.floor(t_s / LOAD_SEGMENT_S))
-    frac = t_s / LOAD_SEGMENT_S - k if t_s > 0 else 0.0
+    return k, t_s / LOAD_SEGMENT_S - k if t_s > 0 else 0.0
+
+
+def _segment_loads(seed: int, index: int, k: int) -> tuple[float, float, float, float]:
+    """(utilization, its change, compute fraction, its change) over segment k."""
     a, b = _waypoint(seed, index, k), _waypoint(seed, index, k + 1)
-    return a[0] + (b[0] - a[0]) * frac, a[1] + (b[1] - a[1]) * frac
+    return a[0], b[0] - a[0], a[1], b[1] - a[1]
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,6 +207,8 @@ class SimNvml:
         #: (time, every GPU's energy J) after each step over the last POWER_USAGE_WINDOW_S, for the averaged reading
         self._energy_history = collections.deque[tuple[float, tuple[float, ...]]]()
         self._seed = seed
+        #: the current load segment, and every GPU's `_segment_loads` over it
+        self._segment: tuple[int, list[tuple[float, float, float, float]]] = (-1, [])
         self._monotonic = monotonic
         self._t0 = monotonic()
         self._last_step = self._t0
@@ -235,8 +248,14 @@ class SimNvml:
         bank = self._bank
         if bank is None:
             return
-        t = now - self._t0
-        loads = [self._pinned.get(i) or synthetic_load(self._seed, i, t) for i in range(bank.count)]
+        k, frac = _segment(now - self._t0)
+        if k != self._segment[0]:  # once every LOAD_SEGMENT_S: way-points are looked up once per segment, not per step
+            self._segment = (k, [_segment_loads(self._seed, i, k) for i in range(bank.count)])
+        # synthetic_load of every GPU (the same arithmetic), unless pinned
+        loads = [
+            self._pinned.get(i) or (u0 + du * frac, c0 + dc * frac)
+            for i, (u0, du, c0, dc) in enumerate(self._segment[1])
+        ]
         bank.set_load([u for u, _ in loads], [c for _, c in loads])
         history = self._energy_history
         if not history:
