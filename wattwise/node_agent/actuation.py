@@ -159,18 +159,23 @@ class Actuator:
             last, written = self.last.get(uuid), self._written.get(uuid)
             if last is not None and last.result in FAILED and written is not None and now - written.at < self.retry_s:
                 return None
-            current = dataclasses.replace(reading, enforced_limit_w=None, monotonic_s=now, wall_s=wall_s)
-            self._limit(current, target, now, force=True, level=logging.DEBUG)  # up to 10 a second: not at INFO
+            # up to 10 a second: not at INFO
+            self._limit(reading, target, now, force=True, level=logging.DEBUG, as_of=(now, wall_s))
             return self.last[uuid].result
 
     def enforced_w(self, reading: GpuReading) -> float | None:
         """The limit the GPU enforces as far as this agent knows: what it wrote since `reading` was taken (read
         back), else the reading's."""
         with self.lock:
-            set_at = self._set.get(reading.uuid)
-            if set_at is not None and set_at[0] >= reading.monotonic_s:  # a tie: the write came after the read
-                return set_at[1]
-            return reading.enforced_limit_w
+            written = self._written_since(reading.uuid, reading.monotonic_s)
+            return written if written is not None else reading.enforced_limit_w
+
+    def _written_since(self, uuid: str, monotonic_s: float) -> float | None:
+        """What the GPU enforced after this agent's last write, if that write was at `monotonic_s` or later."""
+        set_at = self._set.get(uuid)
+        if set_at is not None and set_at[0] >= monotonic_s:  # a tie: the write came after the read
+            return set_at[1]
+        return None
 
     def holding(self, uuid: str) -> float | None:
         """The limit this agent set on the GPU and holds, if any."""
@@ -197,16 +202,27 @@ class Actuator:
     # --- the writes ----------------------------------------------------------------------------------------------
 
     def _limit(
-        self, reading: GpuReading, target: Target, now: float, force: bool = False, level: int = logging.INFO
+        self,
+        reading: GpuReading,
+        target: Target,
+        now: float,
+        force: bool = False,
+        level: int = logging.INFO,
+        as_of: tuple[float, float] | None = None,
     ) -> None:
+        """`as_of` (monotonic, wall): decided then, from `reading`'s constraints only: its enforced limit is not
+        taken as what the GPU holds now (only a write since is)."""
         uuid = reading.uuid
-        enforced = self.enforced_w(reading)
+        if as_of is None:
+            enforced, wall_s = self.enforced_w(reading), reading.wall_s
+        else:
+            enforced, wall_s = self._written_since(uuid, as_of[0]), as_of[1]
         holds = enforced is not None and abs(enforced - target.watts) < TOLERANCE_W
         written = self._written.get(uuid)
         same_target = written is not None and abs(written.watts - target.watts) < TOLERANCE_W
         if holds:
             if not same_target:
-                self._record(reading, ActuationResult.UNCHANGED, target, readback=enforced)
+                self._record(uuid, wall_s, ActuationResult.UNCHANGED, target, readback=enforced)
             self._settle(uuid, target, now)
             return
         if same_target and written is not None and now - written.at < self.retry_s and not force:
@@ -216,14 +232,15 @@ class Actuator:
             readback = self.backend.set_power_limit(reading.index, target.watts)
         except (ActuationFailed, GpuLost) as exc:
             result = exc.result if isinstance(exc, ActuationFailed) else ActuationResult.ERROR
-            self._record(reading, result, target, message=str(exc))
+            self._record(uuid, wall_s, result, target, message=str(exc))
             log.warning("GPU %d (%s): setting %.0f W failed: %s", reading.index, uuid, target.watts, exc)
             self._set.pop(uuid, None)  # what the GPU holds now is unknown: the next reading says
             return
         self._set[uuid] = (now, readback if readback is not None else target.watts)
         if readback is not None and abs(readback - target.watts) >= TOLERANCE_W:
             self._record(
-                reading,
+                uuid,
+                wall_s,
                 ActuationResult.MISMATCH,
                 target,
                 readback=readback,
@@ -231,7 +248,7 @@ class Actuator:
             )
             log.warning("GPU %d (%s): set %.1f W, reads back %.1f W", reading.index, uuid, target.watts, readback)
         else:
-            self._record(reading, ActuationResult.APPLIED, target, readback=readback)
+            self._record(uuid, wall_s, ActuationResult.APPLIED, target, readback=readback)
             log.log(
                 level,
                 "GPU %d (%s): power limit %.1f W (asked %.1f W)",
@@ -276,14 +293,14 @@ class Actuator:
 
     def _record(
         self,
-        reading: GpuReading,
+        uuid: str,
+        wall_s: float,
         result: ActuationResult,
         target: Target,
         *,
         readback: float | None = None,
         message: str | None = None,
     ) -> None:
-        uuid = reading.uuid
         self._count("power_limit", result)
         self.last[uuid] = Actuation(
             result=result,
@@ -292,7 +309,7 @@ class Actuator:
             readback_watts=readback,
             locked_sm_clocks=self.locked.get(uuid),
             message=message,
-            at=dt.datetime.fromtimestamp(reading.wall_s, dt.UTC),
+            at=dt.datetime.fromtimestamp(wall_s, dt.UTC),
         )
 
     def _count(self, action: str, result: ActuationResult) -> None:
