@@ -3,6 +3,8 @@ the fast tick (`agent.envelopes.tick`) as the two threads run them, with replies
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pynvml
@@ -394,3 +396,22 @@ def test_a_tick_that_raises_is_counted_and_the_loop_goes_on(
     monkeypatch.undo()
     agent.envelopes.tick_safely()
     assert agent.envelopes.status.active and agent.envelopes.status.tick_errors == 1
+
+
+def test_the_fast_loop_sleeps_on_its_own_lock_and_stops_with_the_agent(rig: Callable[..., Rig]) -> None:
+    """The fast loop does not sleep on `stop` (an Event costs more CPU per wake-up): the agent wakes it on the way
+    out, so stopping does not wait for its interval to run out."""
+    agent, _, reporter = rig(envelope_interval_s=30.0)
+    reporter.reply = messages.ReportReply(gpus=DIRECTIVES, envelope=envelope())
+    stop = threading.Event()
+    runner = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while agent.envelopes.status.ticks < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert agent.envelopes.status.ticks == 1  # the first fast tick, then a 30 s sleep
+    began = time.monotonic()
+    stop.set()
+    runner.join(timeout=5)
+    assert not runner.is_alive() and time.monotonic() - began < 2.0
+    assert agent.envelopes.status.ticks == 1

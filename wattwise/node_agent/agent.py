@@ -138,6 +138,7 @@ class NodeAgent:
         finally:
             stop.set()
             if fast is not None:
+                self.envelopes.wake()
                 fast.join(timeout=10)  # before close() restores limits: no envelope write may come after
 
     def close(self) -> None:
