@@ -69,11 +69,7 @@ def test_list_over_the_socket(kubelet: tuple[Kubelet, str]) -> None:
         pod("llm", "chat-0", {"server": [("nvidia.com/gpu", [GPU_A]), ("example.com/nic", ["nic0"])]}),
         pod("batch", "embed-1", {"worker": [("nvidia.com/gpu", [f"{GPU_B}::0"])]}),
     ]
-    client = PodResourcesClient(sock)
-    try:
-        got = client.list()
-    finally:
-        client.close()
+    got = PodResourcesClient(sock).list()
     assert DeviceAssignment("llm", "chat-0", "server", "nvidia.com/gpu", GPU_A) in got
     assert DeviceAssignment("llm", "chat-0", "server", "example.com/nic", "nic0") in got
     assert attribute(got, {}) == {
@@ -82,13 +78,30 @@ def test_list_over_the_socket(kubelet: tuple[Kubelet, str]) -> None:
     }
 
 
+def test_a_restarted_kubelet_answers_the_next_call(tmp_path: pathlib.Path) -> None:
+    """No channel is kept between calls (an idle gRPC channel keeps threads waking): the call after a kubelet
+    restart connects afresh, with no reconnect back-off to wait out."""
+    sock = str(tmp_path / "kubelet.sock")
+    client = PodResourcesClient(sock, timeout_s=0.5)
+    for gpu in (GPU_A, GPU_B):  # one kubelet, then its successor on the same socket
+        service = Kubelet()
+        service.pods = [pod("llm", "chat-0", {"server": [("nvidia.com/gpu", [gpu])]})]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        api_pb2_grpc.add_PodResourcesListerServicer_to_server(service, server)
+        server.add_insecure_port(f"unix://{sock}")
+        server.start()
+        try:
+            assert [a.device_id for a in client.list()] == [gpu]
+        finally:
+            server.stop(grace=None).wait()
+        with pytest.raises(PodResourcesError):  # the kubelet is gone
+            client.list()
+
+
 def test_missing_socket_is_a_clear_error(tmp_path: pathlib.Path) -> None:
     client = PodResourcesClient(str(tmp_path / "absent.sock"), timeout_s=0.5)
-    try:
-        with pytest.raises(PodResourcesError, match=r"absent\.sock"):
-            client.list()
-    finally:
-        client.close()
+    with pytest.raises(PodResourcesError, match=r"absent\.sock"):
+        client.list()
 
 
 @pytest.mark.parametrize(
@@ -132,7 +145,6 @@ def test_agent_labels_metrics_with_pods_and_reports_kubelet_outages(kubelet: tup
         agent.tick()
         assert service.calls == 1  # polled every pods_interval_s, not every second
         agent.pods_client.socket_path = sock + ".gone"  # type: ignore[union-attr]
-        agent.pods_client.close()  # type: ignore[union-attr]
         clock.advance(10)
         agent.tick()
         assert not agent.snapshot.pods_known

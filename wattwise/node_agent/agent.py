@@ -142,7 +142,8 @@ class NodeAgent:
                 fast.join(timeout=10)  # before close() restores limits: no envelope write may come after
 
     def close(self) -> None:
-        """Undo what this agent set (unless told to keep it), then release NVML, HTTP and gRPC."""
+        """Undo what this agent set (unless told to keep it), then release NVML and HTTP (gRPC holds nothing
+        between calls)."""
         try:
             if not self.config.keep_limits_on_exit and (self.actuator.owned or self.actuator.locked):
                 # a fresh sample: the last snapshot predates the last tick's writes
@@ -151,8 +152,6 @@ class NodeAgent:
             self.backend.close()
             if self.reporter is not None:
                 self.reporter.close()
-            if self.pods_client is not None:
-                self.pods_client.close()
 
     # --- one tick --------------------------------------------------------------------------------------------
 
