@@ -128,7 +128,8 @@ class NvmlSession:
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Call a bindings function, turning GPU_IS_LOST into GpuLost and noting UNINITIALIZED; re-raises."""
-        self.ensure_init()
+        if not self._initialised:  # (checked here first: 100 calls a second, nearly all initialised)
+            self.ensure_init()
         try:
             return fn(*args)
         except self._error_type as exc:

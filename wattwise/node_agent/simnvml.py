@@ -238,12 +238,9 @@ class SimNvml:
     def _raise(code: int) -> NoReturn:
         raise pynvml.NVMLError(code)  # pynvml maps the code to its NVMLError_* subclass
 
-    def _advance(self) -> None:
-        """Step every GPU to now; the load is re-evaluated at each step."""
-        now = self._monotonic()
+    def _advance(self, now: float) -> None:
+        """Step every GPU to `now`; the load is re-evaluated at each step."""
         dt = now - self._last_step
-        if dt < _MIN_STEP_S:
-            return
         self._last_step = now
         bank = self._bank
         if bank is None:
@@ -277,7 +274,9 @@ class SimNvml:
             self._raise(pynvml.NVML_ERROR_GPU_IS_LOST)
         index: int = handle.index
         with self._lock:
-            self._advance()
+            now = self._monotonic()
+            if now - self._last_step >= _MIN_STEP_S:
+                self._advance(now)
         return self.gpus[index]
 
     # --- the pynvml surface ------------------------------------------------------------------------------------
