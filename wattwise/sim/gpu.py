@@ -426,6 +426,8 @@ class SmallGpuBank:
         self.temperature_c: Floats = (ambient_c + spec.thermal_resistance_c_per_w * spec.idle_w,) * n
         self.memory_temperature_c: Floats = (ambient_c + spec.memory_thermal_resistance_c_per_w * spec.idle_w,) * n
         self._last: _SmallStep | None = None
+        #: (utilization, compute fraction, the memory utilization they give)
+        self._utilization_memory: tuple[Floats, Floats, Floats] | None = None
         self._decay_dt: float | None = None
         self._decay = (1.0, 1.0)
 
@@ -540,28 +542,60 @@ class SmallGpuBank:
 
     @property
     def sm_clock_mhz(self) -> Floats:
+        """`_StepInputs.sm_clock_mhz`, one GPU at a time (the agent samples clocks every second)."""
         last = self._last
         if last is None:
             return (float(self.spec.idle_sm_clock_mhz),) * self.count
         if last.sm_clock is None:
-            last.sm_clock = tuple(last.arrays().sm_clock_mhz(self.spec).tolist())
+            spec = self.spec
+            idle, top, bottom = spec.idle_w, spec.max_sm_clock_mhz, float(spec.min_sm_clock_mhz)
+            clocks = []
+            for util, lock, thermal, demand, power in zip(
+                last.util, last.lock, last.thermal, last.demand, last.power, strict=True
+            ):
+                dyn_allowed = max(power - idle, 0.0)
+                dyn_wanted = max(demand - idle, 1e-9)
+                clock_ratio = math.sqrt(min(dyn_allowed / dyn_wanted, 1.0)) * lock * thermal
+                clocks.append(max(top * clock_ratio, bottom) if util > 0.0 else float(spec.idle_sm_clock_mhz))
+            last.sm_clock = tuple(clocks)
         return last.sm_clock
 
     @property
     def clock_event_reasons(self) -> tuple[int, ...]:
+        """`_StepInputs.clock_event_reasons`, one GPU at a time."""
         last = self._last
         if last is None:
             return (CLOCK_EVENT_GPU_IDLE,) * self.count
         if last.reasons is None:
-            last.reasons = tuple(last.arrays().clock_event_reasons(self.spec).tolist())
+            hw_slowdown_c = self.spec.hw_slowdown_c
+            reasons = []
+            for util, capped, locked, hot, temperature in zip(
+                last.util, last.capped, last.clocks_locked, last.hot, last.temperature_c, strict=True
+            ):
+                busy = util > 0.0
+                bits = 0 if busy else CLOCK_EVENT_GPU_IDLE
+                if busy and capped:
+                    bits |= CLOCK_EVENT_SW_POWER_CAP
+                if busy and locked:
+                    bits |= CLOCK_EVENT_APPLICATIONS_CLOCKS
+                if hot:
+                    bits |= CLOCK_EVENT_SW_THERMAL_SLOWDOWN
+                if temperature >= hw_slowdown_c:
+                    bits |= CLOCK_EVENT_HW_SLOWDOWN
+                reasons.append(bits)
+            last.reasons = tuple(reasons)
         return last.reasons
 
     @property
     def utilization_memory(self) -> Floats:
-        """As GpuBank's."""
-        return tuple(
-            [u * (0.3 * c + 0.85 * (1.0 - c)) for u, c in zip(self.utilization, self.compute_fraction, strict=True)]
-        )
+        """As GpuBank's; kept until the load changes (the agent reads it per GPU)."""
+        utilization, compute_fraction = self.utilization, self.compute_fraction
+        cached = self._utilization_memory
+        if cached is not None and cached[0] is utilization and cached[1] is compute_fraction:
+            return cached[2]
+        memory = tuple([u * (0.3 * c + 0.85 * (1.0 - c)) for u, c in zip(utilization, compute_fraction, strict=True)])
+        self._utilization_memory = (utilization, compute_fraction, memory)
+        return memory
 
 
 _T = TypeVar("_T")
