@@ -249,11 +249,13 @@ class SimNvml:
         if k != self._segment[0]:  # once every LOAD_SEGMENT_S: way-points are looked up once per segment, not per step
             self._segment = (k, [_segment_loads(self._seed, i, k) for i in range(bank.count)])
         # synthetic_load of every GPU (the same arithmetic), unless pinned
-        loads = [
-            self._pinned.get(i) or (u0 + du * frac, c0 + dc * frac)
-            for i, (u0, du, c0, dc) in enumerate(self._segment[1])
-        ]
-        bank.set_load([u for u, _ in loads], [c for _, c in loads])
+        segment = self._segment[1]
+        utilization = [u0 + du * frac for u0, du, _, _ in segment]
+        compute = [c0 + dc * frac for _, _, c0, dc in segment]
+        for i, (u, c) in list(self._pinned.items()):
+            if 0 <= i < bank.count:
+                utilization[i], compute[i] = u, c
+        bank.set_load(utilization, compute)
         history = self._energy_history
         if not history:
             history.append((now - dt, bank.energy_j))
