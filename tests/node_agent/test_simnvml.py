@@ -82,6 +82,25 @@ def test_load_is_deterministic_by_seed_and_varies() -> None:
     assert len(utils) > 10 and all(0.0 <= u <= 1.0 for u in utils)
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_gpus_run_synthetic_load_to_the_bit_across_segments(seed: int) -> None:
+    clock = ManualClock()
+    lib = started(count=4, clock=clock, seed=seed)
+    bank = lib._bank  # the physics behind the NVML surface
+    assert bank is not None
+    h = lib.nvmlDeviceGetHandleByIndex(0)
+    for step in (0.1, 7.3, 12.6, 0.05, 20.0, 19.999, 41.0, 0.3):  # within, onto and across way-point segments
+        clock.advance(step)
+        lib.nvmlDeviceGetPowerUsage(h)  # a read steps every GPU
+        loads = [synthetic_load(seed, i, clock.now - 1000.0) for i in range(4)]
+        assert bank.utilization == tuple(u for u, _ in loads) and bank.compute_fraction == tuple(c for _, c in loads)
+    lib.set_load(2, 1.0, 0.25)
+    clock.advance(0.1)
+    lib.nvmlDeviceGetPowerUsage(h)
+    assert bank.utilization[2] == 1.0 and bank.compute_fraction[2] == 0.25
+    assert bank.utilization[1] == synthetic_load(seed, 1, clock.now - 1000.0)[0]
+
+
 def test_nvml_answers_are_the_gpus_state_after_every_step_write_and_pin() -> None:
     """NVML's units of the simulated GPUs' state: after every step, and at once after a limit, locked clocks or a
     pinned load (readings are kept as Python floats between steps)."""
