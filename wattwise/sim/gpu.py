@@ -1,8 +1,10 @@
 """Simulated GPUs that behave like NVML reports real ones: power, limit, energy, temperature, clocks.
 
 `GpuBank` holds the physics of many GPUs of one model as numpy arrays, so the fleet simulator steps a whole
-site at once; `SimulatedGpu` is the one-GPU view of the same physics that the node agent's `sim` backend
-drives, so a single GPU and a fleet behave the same by construction.
+site at once; `SimulatedGpu` is its one-GPU view, so a single GPU and a fleet behave the same by construction.
+`SmallGpuBank` is the same physics in Python floats for the node agent's `sim` backend (a node's few GPUs,
+stepped 10 times a second, where numpy's per-call overhead would be most of the cost), held to `GpuBank` by
+tests (tests/sim/test_gpu.py).
 
 The model, per GPU and per step:
 - Demand: the power the GPU would draw unlimited = idle + utilization x (the compute-bound (prefill) and
