@@ -138,6 +138,24 @@ def _frozen(array: _A) -> _A:
     return array
 
 
+def _check_limit(spec: GpuSpec, watts: float) -> None:
+    """ValueError outside the GPU's [min, max] limit, as nvmlDeviceSetPowerManagementLimit fails."""
+    if not spec.min_limit_w <= watts <= spec.max_limit_w:
+        raise ValueError(
+            f"power limit {watts:.1f} W outside [{spec.min_limit_w:.0f}, {spec.max_limit_w:.0f}] W for {spec.name}"
+        )
+
+
+def _check_clocks(spec: GpuSpec, min_mhz: int, max_mhz: int) -> GpuSpec:
+    """ValueError for a locked-clock range the GPU does not have, as nvmlDeviceSetGpuLockedClocks fails."""
+    if not spec.min_sm_clock_mhz <= min_mhz <= max_mhz <= spec.max_sm_clock_mhz:
+        raise ValueError(
+            f"locked clocks [{min_mhz}, {max_mhz}] MHz outside "
+            f"[{spec.min_sm_clock_mhz}, {spec.max_sm_clock_mhz}] MHz or min > max for {spec.name}"
+        )
+    return spec
+
+
 def _replaced(array: _A, index: int, value: object) -> _A:
     """A read-only copy of `array` with `value` at `index`."""
     out = array.copy()
@@ -245,11 +263,7 @@ class GpuBank:
 
     def set_power_limit(self, index: int, watts: float) -> None:
         """Enforce a limit on one GPU; ValueError outside the GPU's [min, max], like NVML."""
-        spec = self.spec
-        if not spec.min_limit_w <= watts <= spec.max_limit_w:
-            raise ValueError(
-                f"power limit {watts:.1f} W outside [{spec.min_limit_w:.0f}, {spec.max_limit_w:.0f}] W for {spec.name}"
-            )
+        _check_limit(self.spec, watts)
         self.power_limit_w = _replaced(self.power_limit_w, index, watts)
 
     def set_power_limits(self, watts: FloatArray) -> None:
@@ -264,12 +278,7 @@ class GpuBank:
         self.power_limit_w = _frozen(watts.copy())
 
     def set_locked_clocks(self, index: int, min_mhz: int, max_mhz: int) -> None:
-        spec = self.spec
-        if not spec.min_sm_clock_mhz <= min_mhz <= max_mhz <= spec.max_sm_clock_mhz:
-            raise ValueError(
-                f"locked clocks [{min_mhz}, {max_mhz}] MHz outside "
-                f"[{spec.min_sm_clock_mhz}, {spec.max_sm_clock_mhz}] MHz or min > max for {spec.name}"
-            )
+        spec = _check_clocks(self.spec, min_mhz, max_mhz)
         self.clock_lock_ratio = _replaced(self.clock_lock_ratio, index, max_mhz / spec.max_sm_clock_mhz)
         self.clocks_locked = _replaced(self.clocks_locked, index, True)
 
@@ -445,20 +454,11 @@ class SmallGpuBank:
 
     def set_power_limit(self, index: int, watts: float) -> None:
         """Enforce a limit on one GPU; ValueError outside the GPU's [min, max], like NVML."""
-        spec = self.spec
-        if not spec.min_limit_w <= watts <= spec.max_limit_w:
-            raise ValueError(
-                f"power limit {watts:.1f} W outside [{spec.min_limit_w:.0f}, {spec.max_limit_w:.0f}] W for {spec.name}"
-            )
+        _check_limit(self.spec, watts)
         self.power_limit_w = _with(self.power_limit_w, index, float(watts))
 
     def set_locked_clocks(self, index: int, min_mhz: int, max_mhz: int) -> None:
-        spec = self.spec
-        if not spec.min_sm_clock_mhz <= min_mhz <= max_mhz <= spec.max_sm_clock_mhz:
-            raise ValueError(
-                f"locked clocks [{min_mhz}, {max_mhz}] MHz outside "
-                f"[{spec.min_sm_clock_mhz}, {spec.max_sm_clock_mhz}] MHz or min > max for {spec.name}"
-            )
+        spec = _check_clocks(self.spec, min_mhz, max_mhz)
         self.clock_lock_ratio = _with(self.clock_lock_ratio, index, max_mhz / spec.max_sm_clock_mhz)
         self.clocks_locked = _with(self.clocks_locked, index, True)
 
