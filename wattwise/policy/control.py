@@ -124,6 +124,7 @@ def _envelopes(
     members: Mapping[str, list[GpuState]],
     targets: _Targets,
     demand: Mapping[str, float],
+    critical_of: Mapping[str, list[str]],
     excluded: set[str],
 ) -> dict[str, NodeEnvelope]:
     """One envelope per node whose Enforce budgets are all steerable this tick (not in `excluded`).
@@ -140,7 +141,7 @@ def _envelopes(
     burst_share: dict[str, float] = {}
     budgets_of: dict[str, set[str]] = {}
     for b in budgets:
-        critical = [g.uuid for g in members[b.name] if g.fresh and g.tier is LatencyTier.CRITICAL]
+        critical = critical_of[b.name]
         each = targets.critical_reserve_w.get(b.name, 0.0) / len(critical) if critical else 0.0
         for uuid in critical:
             burst_share[uuid] = min(burst_share.get(uuid, math.inf), each)
@@ -246,8 +247,12 @@ def decide(
     holds: dict[str, float] = {}
     reserve: dict[str, float] = {}
     prev_hold = previous.critical_hold_w if previous else {}
+    # Each budget's fresh critical GPUs: their pool hold here, their share of the burst reserve in the envelopes.
+    critical_of = {
+        b.name: [g.uuid for g in members[b.name] if g.fresh and g.tier is LatencyTier.CRITICAL] for b in budgets
+    }
     for b in budgets:
-        critical = [g.uuid for g in members[b.name] if g.fresh and g.tier is LatencyTier.CRITICAL]
+        critical = critical_of[b.name]
         now = sum(demand[u] for u in critical)
         if tuning.critical_pool_decay_w_per_s is None or not critical:
             holds[b.name], reserve[b.name] = now, 0.0
@@ -292,7 +297,7 @@ def decide(
                 limits[g.uuid] = previous_limits[g.uuid]
 
     infeasible = {name for name, ok in enforce_targets.feasible.items() if not ok}
-    envelopes = _envelopes(enforce, members, enforce_targets, demand, protecting | infeasible)
+    envelopes = _envelopes(enforce, members, enforce_targets, demand, critical_of, protecting | infeasible)
 
     reports = {}
     for b in budgets:
